@@ -1,0 +1,54 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from voicechat import __version__, _native
+from voicechat.api import metrics
+from voicechat.api.errors import install_error_handlers
+from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from voicechat.api.resources import Resources, open_resources
+from voicechat.api.routes import health
+from voicechat.settings import Settings
+
+MAX_JSON_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings, *, resources: Resources | None = None) -> FastAPI:
+    """Build the API for `settings`.
+
+    Args:
+        settings: validated settings whose database and Valkey URLs are resolved.
+        resources: already-open handles to use instead of opening new ones (tests that
+            share a pool); the caller then owns their lifetime.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resources is not None:
+            app.state.resources = resources
+            yield
+            return
+        async with open_resources(settings) as opened:
+            app.state.resources = opened
+            yield
+
+    app = FastAPI(
+        title="voicechat",
+        version=__version__,
+        summary="Self-hosted voice and text chat.",
+        lifespan=lifespan,
+    )
+    metrics.BUILD_INFO.labels(__version__, _native.__version__).set(1)
+    install_error_handlers(app)
+    # Starlette applies the last-added middleware outermost: the request context sees all.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt_prefixes=("/upload",)
+    )
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,98 @@
+"""One mapping from every error to SPEC §3's shape: `{"error": {"code", "message"}}`.
+
+The request id rides along in the body (and the `X-Request-ID` header) so a person can quote
+it to an operator, who finds the matching log line. No stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voicechat.errors import RateLimited, VoicechatError
+from voicechat.logs import request_id_var
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The error shape, with the current request id."""
+    error: dict[str, Any] = {"code": code, "message": message, **extra}
+    request_id = request_id_var.get()
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """A JSON error response in the shape every client expects."""
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VoicechatError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    code = _CODES_BY_STATUS.get(status, "error")
+    if status == 404 and exc.detail == "Not Found":
+        message = f"no route {request.url.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif isinstance(exc.detail, str):
+        message = exc.detail
+    else:
+        message = HTTPStatus(status).phrase
+    return error_response(status, code, message, dict(exc.headers or {}))
+
+
+def _describe_location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return error_response(400, "invalid_json", "the body is not valid JSON")
+    fields = [
+        {"field": _describe_location(error.get("loc", ())), "message": str(error.get("msg", ""))}
+        for error in errors
+    ]
+    first = fields[0] if fields else {"field": "body", "message": "invalid"}
+    return error_response(
+        422, "validation_error", f"{first['field']}: {first['message']}", fields=fields
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error type through the shape above."""
+    app.add_exception_handler(VoicechatError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

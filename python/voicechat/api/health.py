@@ -1,0 +1,79 @@
+"""Health of each component an API instance depends on.
+
+Each check is bounded by a short timeout so a dead dependency reports `down` quickly
+instead of hanging the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from voicechat.api import metrics
+from voicechat.api.resources import Resources
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class ComponentHealth(BaseModel):
+    """The state of one component."""
+
+    status: Literal["ok", "down"]
+    latency_ms: float | None = None
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    """`GET /health`: `ok` only when every component is."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    components: dict[str, ComponentHealth]
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return ComponentHealth(status="down", detail=f"no answer within {CHECK_TIMEOUT_SECONDS}s")
+    except Exception as exc:
+        # The class name tells an operator enough (ConnectionError, ...); messages may hold DSNs.
+        return ComponentHealth(status="down", detail=type(exc).__name__)
+    return ComponentHealth(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+async def check_health(resources: Resources) -> Health:
+    """Probe PostgreSQL, Valkey, storage and the native module concurrently."""
+    from voicechat import __version__, _native
+
+    async def postgres() -> None:
+        async with resources.db.acquire(timeout=CHECK_TIMEOUT_SECONDS) as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def valkey() -> None:
+        await resources.cache.ping()
+
+    async def storage() -> None:
+        directory = resources.settings.files_dir
+        if not await asyncio.to_thread(os.access, directory, os.W_OK | os.X_OK):
+            raise PermissionError(str(directory))
+
+    async def native() -> None:
+        if _native.__version__ != __version__:
+            raise RuntimeError("native module version mismatch")
+
+    names = ("postgres", "valkey", "storage", "native")
+    results = await asyncio.gather(*(_check(p) for p in (postgres, valkey, storage, native)))
+    components = dict(zip(names, results, strict=True))
+    for name, component in components.items():
+        metrics.COMPONENT_UP.labels(name).set(1 if component.status == "ok" else 0)
+    healthy = all(c.status == "ok" for c in components.values())
+    return Health(
+        status="ok" if healthy else "degraded", version=__version__, components=components
+    )

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the API process, served at `/metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# One registry per process (not the global default) so that the numbers are voicechat's own
+# and tests may build many apps without colliding registrations.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "voicechat_http_requests_total",
+    "HTTP requests served, by route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "voicechat_http_request_duration_seconds",
+    "Time to serve an HTTP request, by route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+COMPONENT_UP = Gauge(
+    "voicechat_component_up",
+    "1 when a component answered its last health check, else 0.",
+    ["component"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "voicechat_build_info",
+    "Always 1; labels carry the versions.",
+    ["version", "native_version"],
+    registry=REGISTRY,
+)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count and time one served request."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)
+
+
+def render() -> bytes:
+    """The exposition text of every metric."""
+    return generate_latest(REGISTRY)
+
+
+__all__ = ["CONTENT_TYPE", "REGISTRY", "observe_request", "render"]

@@ -1,0 +1,60 @@
+"""What a running API instance holds: settings, the database pool, Valkey, local state.
+
+Opened once in the app's lifespan and closed in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+from voicechat.cache import Cache, create_cache
+from voicechat.db import apply_migrations, create_pool
+from voicechat.db.pool import Pool
+from voicechat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Resources:
+    """Shared handles of one API instance."""
+
+    settings: Settings
+    db: Pool
+    cache: Cache
+    instance_id: str = field(default_factory=lambda: uuid4().hex)
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Connect to PostgreSQL and Valkey, migrate the schema, prepare local storage.
+
+    The settings must name both servers by now: the CLI starts embedded ones and fills them
+    in before the app is built.
+    """
+    if settings.database_url is None or settings.valkey_url is None:
+        raise RuntimeError("the API needs VOICECHAT_DATABASE_URL and VOICECHAT_VALKEY_URL resolved")
+    if settings.storage_url is None or settings.storage_url.startswith("file://"):
+        os.makedirs(settings.files_dir, mode=0o700, exist_ok=True)
+    pool = await create_pool(
+        settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+    )
+    try:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        for migration in applied:
+            log.info("schema migrated to %04d_%s", migration.version, migration.name)
+        cache = create_cache(settings.valkey_url.get_secret_value())
+        try:
+            yield Resources(settings=settings, db=pool, cache=cache)
+        finally:
+            await cache.aclose()
+    finally:
+        await pool.close()

@@ -1,0 +1,65 @@
+"""Every Valkey key and pub/sub channel name voicechat uses, in one place.
+
+All names start with `vc:` so a shared Valkey can hold other applications' keys too.
+TTLs that belong to a key's meaning live here beside its name.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+PREFIX = "vc:"
+
+SESSION_TTL_SECONDS = 7 * 24 * 3600
+TYPING_TTL_SECONDS = 8
+PRESENCE_TTL_SECONDS = 60
+
+
+def session(session_id: UUID | str) -> str:
+    """Hash: the live session (user id, IP, user agent, created, last used)."""
+    return f"{PREFIX}session:{session_id}"
+
+
+def user_sessions(user_id: UUID | str) -> str:
+    """Set: the ids of a user's live sessions."""
+    return f"{PREFIX}user:{user_id}:sessions"
+
+
+def refresh_token(token_hash: str) -> str:
+    """String: the session a (hashed) refresh token belongs to; TTL 7 days."""
+    return f"{PREFIX}refresh:{token_hash}"
+
+
+def refresh_family(session_id: UUID | str) -> str:
+    """Hash: the current and previous refresh token hashes of a session (reuse detection)."""
+    return f"{PREFIX}session:{session_id}:refresh"
+
+
+def presence(user_id: UUID | str) -> str:
+    """Hash: socket id → instance id for each open gateway socket of a user."""
+    return f"{PREFIX}presence:{user_id}"
+
+
+def instance_heartbeat(instance_id: str) -> str:
+    """String with a TTL: an API instance is alive while this key exists."""
+    return f"{PREFIX}instance:{instance_id}"
+
+
+def typing(channel_id: UUID | str) -> str:
+    """Sorted set: user id scored by typing expiry time."""
+    return f"{PREFIX}typing:{channel_id}"
+
+
+def voice_channel(channel_id: UUID | str) -> str:
+    """Hash: user id → voice state of who is in a voice channel."""
+    return f"{PREFIX}voice:{channel_id}"
+
+
+def rate_limit_prefix() -> str:
+    """Prefix under which the `limits` library stores its windows."""
+    return f"{PREFIX}ratelimit"
+
+
+def events_channel() -> str:
+    """Pub/sub channel carrying gateway events between API instances."""
+    return f"{PREFIX}events"

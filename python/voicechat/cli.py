@@ -1,0 +1,246 @@
+"""The `voicechat` command: `serve`, `migrate`, `version`, and room for more.
+
+Every subcommand that needs configuration goes through :func:`_load` so that a wrong value
+ends the process with one line naming the variable and exit status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
+
+import click
+from pydantic import SecretStr
+
+from voicechat import __version__
+from voicechat.logs import configure_logging
+from voicechat.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("voicechat")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONFIG = 2
+
+
+class ShutdownRequested(BaseException):
+    """SIGINT or SIGTERM arrived; unwinds to the code that stops what we started."""
+
+
+def _fail(message: str, status: int = 1) -> NoReturn:
+    click.echo(f"voicechat: {message}", err=True)
+    sys.exit(status)
+
+
+def _load(**flags: Any) -> Settings:
+    try:
+        return load_settings(**flags)
+    except SettingsError as exc:
+        _fail(f"invalid configuration: {exc}", EXIT_CONFIG)
+
+
+def _core_options(func: F) -> F:
+    """The core settings of SPEC §2 as flags; each overrides its `VOICECHAT_*` variable."""
+    options = [
+        click.option("--host", help="Address to bind [VOICECHAT_HOST, 127.0.0.1]."),
+        click.option("--port", help="HTTP port [VOICECHAT_PORT, 8080]."),
+        click.option("--data-dir", help="Local state [VOICECHAT_DATA_DIR]."),
+        click.option("--env", help="development|production [VOICECHAT_ENV]."),
+        click.option("--database-url", help="PostgreSQL DSN; unset: embedded."),
+        click.option("--valkey-url", help="Valkey URL; unset: embedded."),
+        click.option("--storage-url", help="file:///path or s3://bucket; unset: data dir."),
+        click.option("--media-port", help="SFU UDP port [VOICECHAT_MEDIA_PORT, 10000]."),
+        click.option("--public-ip", help="Address in ICE candidates [VOICECHAT_PUBLIC_IP]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    data_dir = settings.data_dir
+    if not data_dir.exists():
+        # As root the embedded PostgreSQL runs as an unprivileged user that must traverse
+        # (not list) this directory to reach its own cluster.
+        data_dir.mkdir(parents=True, mode=0o711 if os.geteuid() == 0 else 0o700)
+    elif not os.access(data_dir, os.W_OK | os.X_OK):
+        _fail(f"VOICECHAT_DATA_DIR: {data_dir} is not writable", EXIT_CONFIG)
+
+
+def _development_master_key(settings: Settings) -> Settings:
+    """Development keeps a generated master key in the data dir; production must configure it."""
+    if settings.master_key is not None:
+        return settings
+    key_file = settings.data_dir / "secrets" / "master.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(secrets.token_bytes(32)).decode())
+    key = SecretStr(key_file.read_text().strip())
+    return settings.model_copy(update={"master_key": key})
+
+
+@contextmanager
+def _backing_services(settings: Settings, *, need_valkey: bool = True) -> Iterator[Settings]:
+    """Start the embedded PostgreSQL and Valkey that the settings leave unconfigured.
+
+    Yields the settings with both URLs resolved; on exit stops what it started, in reverse.
+    """
+    from voicechat.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedValkey
+
+    resolved: dict[str, Any] = {}
+    with ExitStack() as stack:
+        try:
+            if settings.database_url is None:
+                postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+                dsn = postgres.start()
+                stack.callback(postgres.stop)
+                resolved["database_url"] = SecretStr(dsn)
+                _announce("postgres", f"embedded, 127.0.0.1:{postgres.port}", postgres.root)
+            else:
+                _announce("postgres", "external (VOICECHAT_DATABASE_URL)")
+            if need_valkey and settings.valkey_url is None:
+                valkey = EmbeddedValkey(settings.data_dir / "valkey")
+                url = valkey.start()
+                stack.callback(valkey.stop)
+                resolved["valkey_url"] = SecretStr(url)
+                _announce("valkey", f"embedded, 127.0.0.1:{valkey.port}", valkey.root)
+            elif need_valkey:
+                _announce("valkey", "external (VOICECHAT_VALKEY_URL)")
+        except EmbeddedError as exc:
+            _fail(str(exc))
+        yield settings.model_copy(update=resolved)
+
+
+def _announce(component: str, what: str, where: Path | None = None) -> None:
+    suffix = f", data in {where}" if where is not None else ""
+    click.echo(f"  {component:<9} {what}{suffix}")
+
+
+@contextmanager
+def _shutdown_on_signals() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into :class:`ShutdownRequested` so `finally` blocks stop children.
+
+    uvicorn installs its own handlers while serving and re-raises the signal after its
+    graceful shutdown; this handler then unwinds the rest.
+    """
+
+    def request_shutdown(signum: int, _frame: FrameType | None) -> None:
+        raise ShutdownRequested(signal.Signals(signum).name)
+
+    previous = {
+        sig: signal.signal(sig, request_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="voicechat")
+def cli() -> None:
+    """voicechat: self-hosted voice and text chat.
+
+    Configuration comes from VOICECHAT_* variables (or a .env file, or the TOML file named
+    by VOICECHAT_CONFIG_FILE); flags override them.
+    """
+
+
+@cli.command()
+@_core_options
+def serve(**flags: Any) -> None:
+    """Run the API (and, unless configured otherwise, embedded PostgreSQL and Valkey).
+
+    Stops everything it started on Ctrl-C or SIGTERM.
+    """
+    import uvicorn
+
+    from voicechat.api import create_app
+
+    settings = _load(**flags)
+    configure_logging(settings.log_level, settings.log_format)
+    _prepare_data_dir(settings)
+    settings = _development_master_key(settings)
+    click.echo(f"voicechat {__version__} ({settings.env.value})")
+    click.echo(f"  data dir  {settings.data_dir}")
+    try:
+        with _shutdown_on_signals(), _backing_services(settings) as resolved:
+            click.echo(f"  files     {resolved.storage_url or resolved.files_dir}")
+            click.echo(f"  api       http://{_url_host(resolved.host)}:{resolved.port}")
+            config = uvicorn.Config(
+                create_app(resolved),
+                host=resolved.host,
+                port=resolved.port,
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                ws_max_size=1024 * 1024,
+            )
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:
+                _fail(f"the API did not start on {resolved.host}:{resolved.port} (see the log)")
+    except ShutdownRequested as why:
+        click.echo(f"voicechat: stopped ({why})", err=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@cli.command()
+@_core_options
+def migrate(**flags: Any) -> None:
+    """Apply pending schema migrations and exit (safe to run again)."""
+    from voicechat.db import apply_migrations, create_pool
+
+    settings = _load(**flags)
+    configure_logging(settings.log_level, settings.log_format)
+    _prepare_data_dir(settings)
+
+    async def run(dsn: str) -> list[str]:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                applied = await apply_migrations(conn)
+                current = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        finally:
+            await pool.close()
+        names = [f"{m.version:04d}_{m.name}" for m in applied]
+        click.echo(f"schema at version {current:04d}")
+        return names
+
+    with _shutdown_on_signals(), _backing_services(settings, need_valkey=False) as resolved:
+        assert resolved.database_url is not None
+        applied = asyncio.run(run(resolved.database_url.get_secret_value()))
+    click.echo("applied: " + ", ".join(applied) if applied else "nothing to apply")
+
+
+@cli.command()
+def version() -> None:
+    """Print the versions of voicechat and its native module."""
+    from voicechat import _native
+
+    click.echo(f"voicechat {__version__}")
+    click.echo(f"native    {_native.__version__}")
+    click.echo(f"python    {sys.version.split()[0]}")
+
+
+def main() -> None:
+    """Entry point of the `voicechat` script."""
+    cli(prog_name="voicechat")

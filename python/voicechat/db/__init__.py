@@ -1,0 +1,6 @@
+"""PostgreSQL: the connection pool, versioned migrations and the repositories."""
+
+from voicechat.db.migrate import Migration, apply_migrations, load_migrations
+from voicechat.db.pool import create_pool
+
+__all__ = ["Migration", "apply_migrations", "create_pool", "load_migrations"]

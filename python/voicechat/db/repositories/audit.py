@@ -1,0 +1,47 @@
+"""The audit log: who did what security-relevant thing, from where. Never a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+INSERT_AUDIT = """
+INSERT INTO audit_log (event, user_id, ip_address, user_agent, details)
+VALUES ($1, $2, $3, $4, $5)
+"""
+SELECT_RECENT = """
+SELECT id, created_at, event, user_id, host(ip_address) AS ip_address, user_agent, details
+FROM audit_log
+WHERE ($1::uuid IS NULL OR user_id = $1)
+ORDER BY id DESC
+LIMIT $2
+"""
+
+
+class AuditLog:
+    """Append-only writes and recent reads of `audit_log`."""
+
+    def __init__(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        self._conn = conn
+
+    async def record(
+        self,
+        event: str,
+        *,
+        user_id: UUID | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one event. `details` must not hold passwords, codes or tokens."""
+        await self._conn.execute(
+            INSERT_AUDIT, event, user_id, ip_address, user_agent, dict(details or {})
+        )
+
+    async def recent(self, *, user_id: UUID | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest events, optionally of one user."""
+        rows = await self._conn.fetch(SELECT_RECENT, user_id, limit)
+        return [dict(row.items()) for row in rows]

@@ -1,0 +1,245 @@
+"""The one settings object: `VOICECHAT_*` variables, an optional TOML file, `serve` flags.
+
+Every value is validated when the process starts; a wrong value stops start-up with one line
+naming the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Collection
+from enum import StrEnum
+from functools import cached_property
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "VOICECHAT_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
+
+# Values people paste from examples; production refuses them as secrets.
+_PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "voicechat", "dev", "development", "test"}
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Environment(StrEnum):
+    """Where the server runs; production is strict about secrets."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def default_data_dir() -> Path:
+    """The data dir when none is configured.
+
+    `$XDG_DATA_HOME/voicechat` (normally `~/.local/share/voicechat`). As root it is
+    `/var/lib/voicechat`: the embedded PostgreSQL runs as an unprivileged user who cannot
+    enter root's home, and we never loosen a home directory's permissions to let it.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/voicechat")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "voicechat"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of a voicechat process (API, voice node or CLI)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address the HTTP API binds.")
+    port: Port = Field(8080, description="TCP port of the HTTP API.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Local state.")
+    env: Environment = Field(Environment.DEVELOPMENT, description="development or production.")
+    database_url: SecretStr | None = Field(
+        None, description="postgresql:// DSN; unset starts an embedded PostgreSQL."
+    )
+    valkey_url: SecretStr | None = Field(
+        None, description="redis:// or valkey:// URL; unset starts an embedded Valkey."
+    )
+    storage_url: str | None = Field(
+        None, description="file:///path or s3://bucket; unset stores files in the data dir."
+    )
+    media_port: Port = Field(10000, description="UDP port of the SFU.")
+    public_ip: IPv4Address | IPv6Address = Field(
+        IPv4Address("127.0.0.1"), description="Address put in ICE candidates."
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Base64 of 32 random bytes; wraps per-object keys and encrypts MFA secrets. "
+            "Development generates one in the data dir; production requires it."
+        ),
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: JSON when stderr is not a terminal."
+    )
+    db_pool_min: int = Field(1, ge=0, le=100)
+    db_pool_max: int = Field(10, ge=1, le=1000)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats .env, which beats the TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("valkey_url")
+    @classmethod
+    def _valkey_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if url.startswith("valkey://"):
+            url = "redis://" + url.removeprefix("valkey://")
+        elif url.startswith("valkeys://"):
+            url = "rediss://" + url.removeprefix("valkeys://")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss://, valkey:// or unix://")
+        return SecretStr(url)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("file://"):
+            if not value.removeprefix("file://").startswith("/"):
+                raise ValueError("file:// URLs need an absolute path (file:///srv/voicechat)")
+        elif value.startswith("s3://"):
+            if not value.removeprefix("s3://").split("/", 1)[0]:
+                raise ValueError("s3:// URLs need a bucket name (s3://bucket)")
+        else:
+            raise ValueError("must be file:///path or s3://bucket")
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
+            return value
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64 of 32 random bytes") from None
+        if len(raw) != 32:
+            raise ValueError(f"must decode to 32 bytes, got {len(raw)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("VOICECHAT_DB_POOL_MIN must not exceed VOICECHAT_DB_POOL_MAX")
+        if self.env is Environment.PRODUCTION:
+            if (
+                self.master_key is None
+                or self.master_key.get_secret_value().lower() in _PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    "VOICECHAT_MASTER_KEY: production refuses a missing or default secret "
+                    '(generate one: python -c "import os,base64;'
+                    'print(base64.b64encode(os.urandom(32)).decode())")'
+                )
+        elif (
+            self.master_key is not None
+            and self.master_key.get_secret_value().lower() in _PLACEHOLDER_SECRETS
+        ):
+            raise ValueError("VOICECHAT_MASTER_KEY: must be base64 of 32 random bytes")
+        return self
+
+    @cached_property
+    def embedded_postgres(self) -> bool:
+        """True when no PostgreSQL is configured and the CLI starts its own."""
+        return self.database_url is None
+
+    @cached_property
+    def embedded_valkey(self) -> bool:
+        """True when no Valkey is configured and the CLI starts its own."""
+        return self.valkey_url is None
+
+    @property
+    def files_dir(self) -> Path:
+        """Where the local storage backend keeps objects when no storage URL is set."""
+        if self.storage_url is not None and self.storage_url.startswith("file://"):
+            return Path(self.storage_url.removeprefix("file://"))
+        return self.data_dir / "files"
+
+
+class SettingsError(Exception):
+    """Configuration that cannot start the server; the message is one line for a person."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings, turning a validation error into one readable line.
+
+    Args:
+        **overrides: values from command-line flags; `None` means "not given".
+
+    Raises:
+        SettingsError: naming the first wrong variable.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, flags=set(given))) from None
+
+
+def describe_validation_error(exc: ValidationError, *, flags: Collection[str] = ()) -> str:
+    """One line per the first error: `VOICECHAT_PORT: <why> (got 'abc')`."""
+    error = exc.errors(include_url=False)[0]
+    loc = error.get("loc") or ()
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        # A model-level rule already names its variable in the message.
+        return message
+    field = str(loc[0])
+    name = f"{ENV_PREFIX}{field.upper()}"
+    if field in flags:
+        name += f" (--{field.replace('_', '-')})"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) or field in _SECRET_FIELDS else f" (got {got!r})"
+    return f"{name}: {message}{shown}"
+
+
+_SECRET_FIELDS = frozenset({"database_url", "valkey_url", "master_key"})

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Command two: install what the tests need, then run every check and the whole test suite.
+# PostgreSQL and Valkey for the tests are real servers (the embedded ones voicechat ships),
+# started by the pytest session fixtures in tests/conftest.py and stopped at the end.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# System packages the test suite needs; installed only when missing.
+APT_PACKAGES=(ca-certificates procps)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+"$ROOT/scripts/setup.sh" dev
+# Build-time Python for pyo3 in cargo commands: the venv's, so cargo does not rebuild pyo3.
+export PYO3_PYTHON="$ROOT/.venv/bin/python"
+PY="$ROOT/.venv/bin"
+
+log "cargo fmt --check";     cargo fmt --all --check
+log "cargo clippy";          cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test";            cargo test --workspace --locked
+log "ruff";                  "$PY/ruff" check python tests benches && "$PY/ruff" format --check python tests benches
+log "mypy";                  "$PY/mypy"
+log "stubtest _native.pyi";  "$PY/python" -m mypy.stubtest voicechat._native
+log "pytest";                "$PY/pytest" "$@"

@@ -1,0 +1,70 @@
+"""`/health`, `/metrics` and `/openapi.json` against real PostgreSQL and Valkey."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+import httpx
+from voicechat.embedded import EmbeddedValkey
+
+from tests.utils.dirs import service_dir
+from voicechat.api import create_app
+from voicechat.settings import Settings
+
+
+async def test_health_is_ok_with_every_component(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["components"]) == {"postgres", "valkey", "storage", "native"}
+    assert all(c["status"] == "ok" for c in body["components"].values())
+
+
+async def test_health_reports_a_stopped_valkey(
+    settings_factory: Callable[..., Settings], database_url: str
+) -> None:
+    root = service_dir("valkey-down")
+    valkey = EmbeddedValkey(root / "valkey")
+    try:
+        url = valkey.start()
+        app = create_app(settings_factory(database_url=database_url, valkey_url=url))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/health")).json()["status"] == "ok"
+                valkey.stop()
+                response = await client.get("/health")
+                metrics = (await client.get("/metrics")).text
+    finally:
+        valkey.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["components"]["valkey"]["status"] == "down"
+    assert body["components"]["postgres"]["status"] == "ok"
+    assert 'voicechat_component_up{component="valkey"} 0.0' in metrics
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    await client.get("/no-such-route")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'voicechat_http_requests_total{method="GET",route="/health",status="200"}' in text
+    # Unknown paths share one label so that scanners cannot blow up the series count.
+    assert 'route="unmatched",status="404"' in text
+    assert "voicechat_http_request_duration_seconds_bucket" in text
+    assert "voicechat_build_info" in text
+
+
+async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec["info"]["title"] == "voicechat"
+    assert "/health" in spec["paths"]

@@ -1,0 +1,246 @@
+"""Fixtures: a real PostgreSQL (a fresh database per test), a real Valkey, the ASGI app, and a
+live server process.
+
+PostgreSQL and Valkey are the embedded servers voicechat itself ships (real `postgres` and
+`valkey-server` processes), started once per test session, unless the environment names
+servers to use instead (`VOICECHAT_TEST_DATABASE_URL`, `VOICECHAT_TEST_VALKEY_URL`).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis import Redis
+from voicechat.embedded import EmbeddedPostgres, EmbeddedValkey
+
+from tests.utils.dirs import service_dir
+from tests.utils.net import free_port, wait_for_health
+from voicechat.api import create_app
+from voicechat.db import apply_migrations
+from voicechat.settings import Settings
+
+TEMPLATE_DB = "voicechat_test_template"
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL server whose role may create databases."""
+    external = os.environ.get("VOICECHAT_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    root = service_dir("pg")
+    server = EmbeddedPostgres(root / "postgres")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """URL of a Valkey server shared by the session (flushed before each test that uses it)."""
+    external = os.environ.get("VOICECHAT_TEST_VALKEY_URL")
+    if external:
+        yield external
+        return
+    root = service_dir("valkey")
+    server = EmbeddedValkey(root / "valkey")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_dsn: str) -> str:
+    """A migrated database that each test's database is copied from (CREATE ... TEMPLATE)."""
+
+    async def build() -> None:
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_with_database(postgres_dsn, TEMPLATE_DB))
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(build())
+    return TEMPLATE_DB
+
+
+@contextmanager
+def _scratch_database(postgres_dsn: str, template: str) -> Iterator[str]:
+    import asyncio
+
+    name = f"voicechat_test_{uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield _with_database(postgres_dsn, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(postgres_dsn: str, template_database: str) -> Iterator[str]:
+    """A migrated database of this test's own, dropped afterwards."""
+    with _scratch_database(postgres_dsn, template_database) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(postgres_dsn: str) -> Iterator[str]:
+    """A database with no schema at all, for migration tests."""
+    with _scratch_database(postgres_dsn, "template1") as url:
+        yield url
+
+
+@pytest.fixture
+def clean_valkey(valkey_url: str) -> str:
+    """The session's Valkey, emptied for this test."""
+    with Redis.from_url(valkey_url) as client:
+        client.flushall()
+    return valkey_url
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a test instance; keyword arguments override."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "log_format": "text",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(
+    settings_factory: Callable[..., Settings], database_url: str, clean_valkey: str
+) -> Settings:
+    """Settings pointing at this test's database and the flushed Valkey."""
+    return settings_factory(database_url=database_url, valkey_url=clean_valkey)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """The API app for this test's settings (lifespan not yet entered)."""
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process, with its lifespan running."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+class LiveServer:
+    """A `voicechat serve` process on a free port."""
+
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.log_path = log_path
+
+    @property
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout)
+
+
+@pytest.fixture
+def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start `voicechat serve` processes; all are stopped at the end of the test."""
+    started: list[LiveServer] = []
+
+    def start(env: dict[str, str] | None = None, *, wait: bool = True) -> LiveServer:
+        port = free_port()
+        log_path = tmp_path / f"serve-{port}.log"
+        full_env = {**os.environ, "VOICECHAT_PORT": str(port), "VOICECHAT_LOG_FORMAT": "json"}
+        full_env.update(env or {})
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "voicechat", "serve"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+            )
+        server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+        started.append(server)
+        if wait:
+            try:
+                wait_for_health(server.base_url, timeout=90)
+            except TimeoutError:
+                server.stop()
+                raise AssertionError(f"server did not become healthy:\n{server.log}") from None
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(
+    live_server_factory: Callable[..., LiveServer],
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+) -> LiveServer:
+    """One live server on this test's database and Valkey."""
+    return live_server_factory(
+        {
+            "VOICECHAT_DATABASE_URL": database_url,
+            "VOICECHAT_VALKEY_URL": clean_valkey,
+            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+        }
+    )
