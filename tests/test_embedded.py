@@ -261,6 +261,7 @@ def test_data_root_out_of_the_service_users_reach_is_a_clear_error(tmp_path: Pat
             message = str(caught.value)
             assert "\n" not in message
             assert "out of reach of the user 'voicechat'" in message
+            assert f": {home_like} does not let it through" in message
             assert "VOICECHAT_DATA_DIR=/var/lib/voicechat" in message
             assert not server.is_running()
         # Never loosened to make it work.
@@ -463,6 +464,15 @@ def test_a_failed_start_shows_the_server_log(data_dir: Path) -> None:
     assert "no_such_setting" in error.log_tail
     assert error.log_path == data_dir / "postgres" / "log" / "postgres.log"
     assert "no_such_setting" in str(error)
+
+
+def test_a_lost_superuser_password_is_named_not_replaced(data_dir: Path) -> None:
+    with EmbeddedPostgres(data_dir / "postgres"):
+        pass
+    (data_dir / "postgres" / "postgres.password").unlink()
+    with pytest.raises(EmbeddedError, match=r"postgres\.password is missing but the cluster"):
+        EmbeddedPostgres(data_dir / "postgres").start()
+    assert not (data_dir / "postgres" / "postgres.password").exists()
 
 
 @root_only

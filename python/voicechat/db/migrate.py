@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import asyncpg
-
+from voicechat.db.pool import Connection
 from voicechat.errors import MigrationError
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def load_migrations() -> list[Migration]:
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection[asyncpg.Record], migrations: list[Migration] | None = None
+    conn: Connection, migrations: list[Migration] | None = None
 ) -> list[Migration]:
     """Bring the schema up to date; safe to call concurrently and repeatedly.
 

@@ -240,13 +240,16 @@ class EmbeddedServer(abc.ABC):
 
     def _prepare_root(self, account: Account) -> None:
         ensure_dir(self._root, 0o711 if account.switch else 0o700)
-        if account.switch and first_unreachable(account, [("x", self._root)]) is not None:
-            raise EmbeddedError(
-                f"{self.product} data in {self._root} is out of reach of the user "
-                f"{account.name!r} that runs the server as root: a parent directory (e.g. a home "
-                f"directory) does not let it through; as root, use a data dir outside home "
-                f"directories, e.g. VOICECHAT_DATA_DIR=/var/lib/voicechat"
-            )
+        if account.switch:
+            path = [*reversed(self._root.parents), self._root]
+            blocked = first_unreachable(account, [("x", directory) for directory in path])
+            if blocked is not None:
+                raise EmbeddedError(
+                    f"{self.product} data in {self._root} is out of reach of the user "
+                    f"{account.name!r} that runs the server as root: {blocked} does not let it "
+                    f"through (we never loosen it); as root, use a data dir outside home "
+                    f"directories, e.g. VOICECHAT_DATA_DIR=/var/lib/voicechat"
+                )
         ensure_dir(self._root / "log", 0o700)
 
     def _run_until_ready(

@@ -129,7 +129,14 @@ class EmbeddedPostgres(EmbeddedServer):
         return [(signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)]
 
     def _prepare(self, account: Account, install: Install, deadline: float) -> None:
-        self._superuser_password = load_or_create_secret(self.root / f"{SUPERUSER}.password")
+        superuser_file = self.root / f"{SUPERUSER}.password"
+        if (self._data_dir / "PG_VERSION").exists() and not superuser_file.exists():
+            # A new password would not match the cluster's; say so rather than fail at login.
+            raise EmbeddedError(
+                f"{superuser_file} is missing but the cluster in {self._data_dir} exists; "
+                f"restore that file (or move the cluster away to start afresh)"
+            )
+        self._superuser_password = load_or_create_secret(superuser_file)
         self._password = load_or_create_secret(self.root / f"{APP_ROLE}.password")
         data = self._data_dir
         if data.is_dir() and not any(data.iterdir()):

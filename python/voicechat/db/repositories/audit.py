@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from voicechat.db.pool import Connection
 
 INSERT_AUDIT = """
 INSERT INTO audit_log (event, user_id, ip_address, user_agent, details)
@@ -24,7 +24,7 @@ LIMIT $2
 class AuditLog:
     """Append-only writes and recent reads of `audit_log`."""
 
-    def __init__(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def record(

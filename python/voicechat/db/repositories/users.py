@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from voicechat.db.pool import Connection
 from voicechat.errors import Conflict, NotFound
 
 AuthMethod = Literal["local", "oidc"]
@@ -61,7 +62,7 @@ class User:
 class UserRepository:
     """SQL for `users` over one connection (or a transaction on it)."""
 
-    def __init__(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def create(
