@@ -475,6 +475,15 @@ def test_a_lost_superuser_password_is_named_not_replaced(data_dir: Path) -> None
     assert not (data_dir / "postgres" / "postgres.password").exists()
 
 
+def test_a_cluster_of_another_major_version_is_named(data_dir: Path) -> None:
+    with EmbeddedPostgres(data_dir / "postgres"):
+        pass
+    version_file = data_dir / "postgres" / "data" / "PG_VERSION"
+    version_file.write_text("17\n")
+    with pytest.raises(EmbeddedError, match="was made by PostgreSQL 17 but the installed"):
+        EmbeddedPostgres(data_dir / "postgres").start()
+
+
 @root_only
 def test_binaries_out_of_reach_run_from_a_root_owned_copy(data_dir: Path) -> None:
     # The wheels installed where the service user cannot go (like a virtualenv under /root).

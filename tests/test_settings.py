@@ -66,6 +66,8 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("VOICECHAT_PUBLIC_IP", "not-an-ip"),
         ("VOICECHAT_MASTER_KEY", "c2hvcnQ="),
         ("VOICECHAT_LOG_LEVEL", "loud"),
+        ("VOICECHAT_RATE_LIMIT_LOGIN", "lots"),
+        ("VOICECHAT_OIDC_PROVIDERS", '[{"id": "x"}]'),
     ],
 )
 def test_a_wrong_value_names_its_variable(
@@ -119,9 +121,50 @@ def test_production_refuses_default_secrets(
         load_settings()
 
 
-def test_production_starts_with_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def _ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def test_production_requires_a_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICECHAT_ENV", "production")
     monkeypatch.setenv("VOICECHAT_MASTER_KEY", GOOD_KEY)
+    with pytest.raises(SettingsError, match="VOICECHAT_JWT_PRIVATE_KEY"):
+        load_settings()
+
+
+def test_signing_key_must_be_ed25519(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    monkeypatch.setenv("VOICECHAT_JWT_PRIVATE_KEY", pem)
+    with pytest.raises(SettingsError, match="VOICECHAT_JWT_PRIVATE_KEY: must be an Ed25519"):
+        load_settings()
+
+
+def test_production_starts_with_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICECHAT_ENV", "production")
+    monkeypatch.setenv("VOICECHAT_MASTER_KEY", GOOD_KEY)
+    monkeypatch.setenv("VOICECHAT_JWT_PRIVATE_KEY", _ed25519_pem())
     assert load_settings().env is Environment.PRODUCTION
 
 

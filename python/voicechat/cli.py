@@ -7,10 +7,8 @@ ends the process with one line naming the variable and exit status 2.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -77,20 +75,6 @@ def _prepare_data_dir(settings: Settings) -> None:
         _fail(f"VOICECHAT_DATA_DIR: {data_dir} is not writable", EXIT_CONFIG)
 
 
-def _development_master_key(settings: Settings) -> Settings:
-    """Development keeps a generated master key in the data dir; production must configure it."""
-    if settings.master_key is not None:
-        return settings
-    key_file = settings.data_dir / "secrets" / "master.key"
-    if not key_file.exists():
-        key_file.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.b64encode(secrets.token_bytes(32)).decode())
-    key = SecretStr(key_file.read_text().strip())
-    return settings.model_copy(update={"master_key": key})
-
-
 @contextmanager
 def _backing_services(settings: Settings, *, need_valkey: bool = True) -> Iterator[Settings]:
     """Start the embedded PostgreSQL and Valkey that the settings leave unconfigured.
@@ -119,7 +103,8 @@ def _backing_services(settings: Settings, *, need_valkey: bool = True) -> Iterat
             elif need_valkey:
                 _announce("valkey", "external (VOICECHAT_VALKEY_URL)")
         except EmbeddedError as exc:
-            _fail(str(exc))
+            where = f" (log: {exc.log_path})" if exc.log_path is not None else ""
+            _fail(f"{exc.message}{where}")
         yield settings.model_copy(update=resolved)
 
 
@@ -173,7 +158,6 @@ def serve(**flags: Any) -> None:
     settings = _load(**flags)
     configure_logging(settings.log_level, settings.log_format)
     _prepare_data_dir(settings)
-    settings = _development_master_key(settings)
     click.echo(f"voicechat {__version__} ({settings.env.value})")
     click.echo(f"  data dir  {settings.data_dir}")
     try:

@@ -16,7 +16,15 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +64,24 @@ def default_data_dir() -> Path:
     return base / "voicechat"
 
 
+class OidcProvider(BaseModel):
+    """One SSO provider, found by its issuer's discovery document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    name: str = Field(min_length=1, max_length=64)
+    issuer: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    # Claim names tried in order for each profile attribute (SPEC §3 defaults).
+    display_name_claims: tuple[str, ...] = ("preferred_username", "name", "email")
+    avatar_claims: tuple[str, ...] = ("picture", "avatar_url")
+    email_claims: tuple[str, ...] = ("email",)
+    roles_claims: tuple[str, ...] = ("groups", "roles")
+
+
 class Settings(BaseSettings):
     """Runtime configuration of a voicechat process (API, voice node or CLI)."""
 
@@ -91,6 +117,33 @@ class Settings(BaseSettings):
             "Base64 of 32 random bytes; wraps per-object keys and encrypts MFA secrets. "
             "Development generates one in the data dir; production requires it."
         ),
+    )
+    jwt_private_key: SecretStr | None = Field(
+        None,
+        description=(
+            "PEM of the Ed25519 key that signs access tokens. Development generates one in "
+            "the data dir; production requires it."
+        ),
+    )
+    jwt_issuer: str = Field("voicechat", min_length=1, description="`iss` of access tokens.")
+    access_token_ttl: int = Field(900, ge=60, le=3600, description="Seconds; 15 minutes.")
+    refresh_token_ttl: int = Field(7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
+    refresh_grace_seconds: int = Field(
+        10, ge=0, le=120, description="How long a just-rotated refresh token may be replayed."
+    )
+    rate_limit_login: str = Field(
+        "10/5minutes", description="Failed-and-passed login attempts per account."
+    )
+    rate_limit_login_ip: str = Field("50/5minutes", description="Login attempts per client IP.")
+    rate_limit_register_ip: str = Field("10/hour", description="Registrations per client IP.")
+    rate_limit_refresh: str = Field("30/minute", description="Refreshes per session and per IP.")
+    rate_limit_mfa: str = Field("5/5minutes", description="MFA code attempts per account.")
+    oidc_providers: list[OidcProvider] = Field(
+        default_factory=list, description="SSO providers, as a JSON list."
+    )
+    oidc_redirect_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Non-loopback redirect URIs clients may ask SSO to return to.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = Field(
@@ -166,6 +219,47 @@ class Settings(BaseSettings):
             raise ValueError(f"must decode to 32 bytes, got {len(raw)}")
         return value
 
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_ip",
+        "rate_limit_register_ip",
+        "rate_limit_refresh",
+        "rate_limit_mfa",
+    )
+    @classmethod
+    def _rate_limit_shape(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must look like 10/minute or 5/15minutes") from None
+        return value
+
+    @field_validator("jwt_private_key")
+    @classmethod
+    def _ed25519_pem(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            key = load_pem_private_key(value.get_secret_value().encode(), password=None)
+        except (ValueError, TypeError):
+            raise ValueError("must be an unencrypted PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("must be an Ed25519 key (EdDSA is the pinned algorithm)")
+        return value
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _unique_provider_ids(cls, value: list[OidcProvider]) -> list[OidcProvider]:
+        ids = [provider.id for provider in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("provider ids must be unique")
+        return value
+
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
@@ -179,6 +273,10 @@ class Settings(BaseSettings):
                     "VOICECHAT_MASTER_KEY: production refuses a missing or default secret "
                     '(generate one: python -c "import os,base64;'
                     'print(base64.b64encode(os.urandom(32)).decode())")'
+                )
+            if self.jwt_private_key is None:
+                raise ValueError(
+                    "VOICECHAT_JWT_PRIVATE_KEY: production requires an Ed25519 private key (PEM)"
                 )
         elif (
             self.master_key is not None
@@ -242,4 +340,6 @@ def describe_validation_error(exc: ValidationError, *, flags: Collection[str] = 
     return f"{name}: {message}{shown}"
 
 
-_SECRET_FIELDS = frozenset({"database_url", "valkey_url", "master_key"})
+_SECRET_FIELDS = frozenset(
+    {"database_url", "valkey_url", "master_key", "jwt_private_key", "oidc_providers"}
+)

@@ -12,7 +12,7 @@ from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
 from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from voicechat.api.resources import Resources, open_resources
-from voicechat.api.routes import health
+from voicechat.api.routes import auth, health, users
 from voicechat.settings import Settings
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -51,4 +51,6 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
     return app

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voicechat.api.resources import Resources
+from voicechat.auth.service import Authenticated, AuthService, Client
 from voicechat.cache import Cache as CacheClient
 from voicechat.db.pool import Connection
+from voicechat.errors import Unauthorized
 from voicechat.settings import Settings as SettingsModel
 
 
@@ -41,3 +44,42 @@ Res = Annotated[Resources, Depends(get_resources)]
 Db = Annotated[Connection, Depends(get_db)]
 Cache = Annotated[CacheClient, Depends(get_cache)]
 Settings = Annotated[SettingsModel, Depends(get_settings)]
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login.")
+
+
+def get_auth(resources: Res) -> AuthService:
+    """The auth service of this instance."""
+    return resources.auth
+
+
+def client_info(request: Request) -> Client:
+    """The caller's address (as the trusted proxy reports it) and user agent."""
+    ip = request.client.host if request.client is not None else ""
+    return Client(ip=ip, user_agent=request.headers.get("user-agent", "")[:256])
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The bearer token of the request, if it carries one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        return None
+    return credentials.credentials
+
+
+async def current_user(
+    token: Annotated[str | None, Depends(bearer_token)],
+    auth: Annotated[AuthService, Depends(get_auth)],
+) -> Authenticated:
+    """The authenticated caller; 401 in the error shape otherwise."""
+    if token is None:
+        raise Unauthorized("an access token is required", code="missing_token")
+    return await auth.authenticate(token)
+
+
+Auth = Annotated[AuthService, Depends(get_auth)]
+BearerToken = Annotated[str | None, Depends(bearer_token)]
+ClientInfo = Annotated[Client, Depends(client_info)]
+CurrentUser = Annotated[Authenticated, Depends(current_user)]

@@ -12,9 +12,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from uuid import uuid4
 
+from voicechat.auth.service import AuthService
+from voicechat.auth.sso import SsoService
 from voicechat.cache import Cache, create_cache
 from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool
+from voicechat.keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,11 @@ class Resources:
     """Shared handles of one API instance."""
 
     settings: Settings
+    keys: ServerKeys
     db: Pool
     cache: Cache
+    auth: AuthService
+    sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
 
@@ -39,6 +45,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """
     if settings.database_url is None or settings.valkey_url is None:
         raise RuntimeError("the API needs VOICECHAT_DATABASE_URL and VOICECHAT_VALKEY_URL resolved")
+    server_keys = load_server_keys(settings)
     if settings.storage_url is None or settings.storage_url.startswith("file://"):
         os.makedirs(settings.files_dir, mode=0o700, exist_ok=True)
     pool = await create_pool(
@@ -53,7 +60,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             log.info("schema migrated to %04d_%s", migration.version, migration.name)
         cache = create_cache(settings.valkey_url.get_secret_value())
         try:
-            yield Resources(settings=settings, db=pool, cache=cache)
+            auth = AuthService(settings, server_keys, pool, cache)
+            yield Resources(settings=settings, keys=server_keys, db=pool, cache=cache, auth=auth)
         finally:
             await cache.aclose()
     finally:

@@ -63,3 +63,18 @@ def rate_limit_prefix() -> str:
 def events_channel() -> str:
     """Pub/sub channel carrying gateway events between API instances."""
     return f"{PREFIX}events"
+
+
+def mfa_challenge(token_hash: str) -> str:
+    """Hash: a login waiting for its second factor (user id, attempts left); TTL 5 minutes."""
+    return f"{PREFIX}mfa:{token_hash}"
+
+
+def oidc_state(state: str) -> str:
+    """Hash: an SSO login in flight (provider, PKCE verifier, nonce, redirect URI)."""
+    return f"{PREFIX}oidc:state:{state}"
+
+
+def oidc_login_code(code_hash: str) -> str:
+    """String: the user id a one-time SSO `login_code` stands for; TTL 2 minutes."""
+    return f"{PREFIX}oidc:code:{code_hash}"

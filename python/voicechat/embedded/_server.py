@@ -35,7 +35,7 @@ from voicechat.embedded._files import (
     recorded_port,
     write_public,
 )
-from voicechat.embedded._process import server_processes, stop_child, stop_strays
+from voicechat.embedded._process import stop_child, stop_strays
 from voicechat.embedded._runtime import DEFAULT_RUNTIME_DIR, Install, reachable_install
 
 logger = logging.getLogger("voicechat.embedded")
@@ -331,9 +331,3 @@ class EmbeddedServer(abc.ABC):
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-    def _processes(self) -> dict[int, int]:
-        """Our server's processes (for tests and diagnostics)."""
-        if self._account is None:
-            return {}
-        return server_processes(self._data_dir, self.exe_name, self._account.uid)

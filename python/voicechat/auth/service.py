@@ -1,0 +1,434 @@
+"""The auth service: every way in and out of a session, with its limits and audit trail.
+
+Routes stay thin: they parse, call one method here, and serialise. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from voicechat.auth import mfa
+from voicechat.auth.passwords import Passwords
+from voicechat.auth.ratelimit import RateLimiter
+from voicechat.auth.sessions import SessionInfo, SessionStore
+from voicechat.auth.tokens import AccessClaims, AccessTokens
+from voicechat.cache import Cache, keys
+from voicechat.crypto import DecryptionError, derive_key, keyed_hash, open_sealed, seal, token_hash
+from voicechat.db.pool import Connection, Pool
+from voicechat.db.repositories import (
+    AuditLog,
+    MfaRepository,
+    SessionRepository,
+    User,
+    UserRepository,
+)
+from voicechat.errors import BadRequest, Conflict, NotFound, Unauthorized
+from voicechat.keys import ServerKeys
+from voicechat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MFA_CHALLENGE_TTL_SECONDS = 300
+MFA_CHALLENGE_ATTEMPTS = 5
+# Serialises "is this the first user?" across instances; any constant shared by all of them.
+_FIRST_USER_LOCK = 0x766F6175  # "voau"
+_LOGIN_FAILED = "invalid username or password"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request came from, for sessions, limits and the audit log."""
+
+    ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a successful login returns."""
+
+    user: User
+    session_id: UUID
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """A password login that still needs its second factor."""
+
+    mfa_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The caller of an authenticated request."""
+
+    user_id: UUID
+    session_id: UUID
+    claims: AccessClaims
+
+
+class AuthService:
+    """Registration, login, MFA, refresh, logout and session management."""
+
+    def __init__(self, settings: Settings, keys_: ServerKeys, db: Pool, cache: Cache) -> None:
+        self.settings = settings
+        self._db = db
+        self._cache = cache
+        self._mfa_key = derive_key(keys_.master_key, "mfa-secret")
+        self._backup_key = derive_key(keys_.master_key, "mfa-backup-code")
+        self.passwords = Passwords()
+        self.tokens = AccessTokens(
+            keys_, issuer=settings.jwt_issuer, ttl_seconds=settings.access_token_ttl
+        )
+        self.sessions = SessionStore(
+            cache,
+            ttl_seconds=settings.refresh_token_ttl,
+            grace_seconds=settings.refresh_grace_seconds,
+        )
+        assert settings.valkey_url is not None
+        self.limits = RateLimiter(settings.valkey_url.get_secret_value())
+
+    # -- registration and login ---------------------------------------------------------
+
+    async def register(
+        self,
+        username: str,
+        password: str,
+        *,
+        client: Client,
+        email: str | None = None,
+        display_name: str | None = None,
+    ) -> TokenPair:
+        """Create a local account and log it in. The first account is the administrator.
+
+        Raises:
+            Conflict: the username is taken.
+            RateLimited: too many registrations from this IP.
+        """
+        await self.limits.hit(self.settings.rate_limit_register_ip, "register-ip", client.ip)
+        password_hash = await self.passwords.hash(password)
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _FIRST_USER_LOCK)
+            users = UserRepository(conn)
+            first = await users.count() == 0
+            user = await users.create(
+                username, password_hash=password_hash, display_name=display_name, email=email
+            )
+            if first:
+                await users.assign_role(user.id, "administrator")
+            await AuditLog(conn).record(
+                "user.registered",
+                user_id=user.id,
+                ip_address=client.ip,
+                user_agent=client.user_agent,
+                details={"administrator": first},
+            )
+        return await self.open_session(user, client, method="register")
+
+    async def login(
+        self, username: str, password: str, *, client: Client
+    ) -> TokenPair | MfaChallenge:
+        """Check a password; returns tokens, or a challenge when MFA is on.
+
+        An unknown username and a wrong password take the same time and give the same error.
+
+        Raises:
+            Unauthorized: wrong username or password.
+            RateLimited: too many attempts from this IP or on this account.
+        """
+        account = username.strip().lower()
+        await self.limits.hit(self.settings.rate_limit_login_ip, "login-ip", client.ip)
+        await self.limits.check(self.settings.rate_limit_login, "login-account", account)
+        async with self._db.acquire() as conn:
+            user = await UserRepository(conn).find_by_username(account)
+        stored = user.password_hash if user is not None else None
+        if not await self.passwords.verify(stored, password) or user is None:
+            await self.limits.count(self.settings.rate_limit_login, "login-account", account)
+            await self._audit(
+                "login.failed", client, user.id if user else None, {"username": account[:64]}
+            )
+            raise Unauthorized(_LOGIN_FAILED, code="invalid_credentials")
+        if self.passwords.needs_rehash(stored or ""):
+            new_hash = await self.passwords.hash(password)
+            async with self._db.acquire() as conn:
+                await UserRepository(conn).set_password_hash(user.id, new_hash)
+        if user.mfa_enabled:
+            return await self._mfa_challenge(user, client)
+        await self.limits.clear(self.settings.rate_limit_login, "login-account", account)
+        return await self.open_session(user, client, method="password")
+
+    async def open_session(self, user: User, client: Client, *, method: str) -> TokenPair:
+        """Start a session for an authenticated user (password, MFA, SSO) and audit it."""
+        session_id, refresh = await self.sessions.create(
+            user.id, ip=client.ip, user_agent=client.user_agent
+        )
+        async with self._db.acquire() as conn:
+            await SessionRepository(conn).record(
+                session_id,
+                user.id,
+                refresh_hash=token_hash(refresh),
+                ttl_seconds=self.settings.refresh_token_ttl,
+                ip=client.ip or None,
+                user_agent=client.user_agent,
+            )
+            await AuditLog(conn).record(
+                "login.succeeded",
+                user_id=user.id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+                details={"method": method, "session_id": str(session_id)},
+            )
+        return TokenPair(
+            user=user,
+            session_id=session_id,
+            access_token=self.tokens.issue(user.id, session_id),
+            refresh_token=refresh,
+            expires_in=self.tokens.ttl_seconds,
+        )
+
+    # -- MFA --------------------------------------------------------------------------------
+
+    async def _mfa_challenge(self, user: User, client: Client) -> MfaChallenge:
+        token = secrets.token_urlsafe(32)
+        key = keys.mfa_challenge(token_hash(token))
+        async with self._cache.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"user_id": str(user.id), "attempts": 0})
+            pipe.expire(key, MFA_CHALLENGE_TTL_SECONDS)
+            await pipe.execute()
+        await self._audit("login.mfa_required", client, user.id)
+        return MfaChallenge(mfa_token=token)
+
+    async def finish_mfa_login(self, mfa_token: str, code: str, *, client: Client) -> TokenPair:
+        """Second step of a login with MFA: a TOTP code or an unused backup code.
+
+        Raises:
+            Unauthorized: unknown or expired challenge, or a wrong code.
+            RateLimited: too many codes tried on this account.
+        """
+        key = keys.mfa_challenge(token_hash(mfa_token))
+        raw_user = await self._cache.hget(key, "user_id")
+        if raw_user is None:
+            raise Unauthorized("the MFA challenge expired; log in again", code="invalid_mfa_token")
+        user_id = UUID(raw_user.decode() if isinstance(raw_user, bytes) else raw_user)
+        await self.limits.hit(self.settings.rate_limit_mfa, "mfa", str(user_id))
+        if await self._cache.hincrby(key, "attempts", 1) > MFA_CHALLENGE_ATTEMPTS:
+            await self._cache.delete(key)
+            raise Unauthorized("too many wrong codes; log in again", code="invalid_mfa_token")
+        async with self._db.acquire() as conn:
+            accepted, how = await self._accept_code(conn, user_id, code, allow_backup=True)
+            if not accepted:
+                await AuditLog(conn).record(
+                    "mfa.failed",
+                    user_id=user_id,
+                    ip_address=client.ip or None,
+                    user_agent=client.user_agent,
+                )
+                raise Unauthorized("wrong code", code="invalid_mfa_code")
+            user = await UserRepository(conn).get(user_id)
+        await self._cache.delete(key)
+        return await self.open_session(user, client, method=f"password+{how}")
+
+    async def _accept_code(
+        self, conn: Connection, user_id: UUID, code: str, *, allow_backup: bool
+    ) -> tuple[bool, Literal["totp", "backup_code"]]:
+        repo = MfaRepository(conn)
+        sealed, _ = await repo.state(user_id)
+        secret = self._open_secret(user_id, sealed)
+        code = code.strip().replace(" ", "")
+        if secret is not None:
+            step = mfa.matching_step(secret, code)
+            if step is not None and await repo.claim_totp_step(user_id, step):
+                return True, "totp"
+        if allow_backup and not code.isdigit():
+            digest = keyed_hash(self._backup_key, mfa.normalize_backup_code(code).encode())
+            if await repo.use_backup_code(user_id, digest):
+                return True, "backup_code"
+        return False, "totp"
+
+    def _open_secret(self, user_id: UUID, sealed: bytes | None) -> str | None:
+        if sealed is None:
+            return None
+        try:
+            return open_sealed(self._mfa_key, sealed, context=user_id.bytes).decode()
+        except DecryptionError:
+            log.error("the MFA secret of user %s does not decrypt under the master key", user_id)
+            return None
+
+    async def setup_mfa(self, caller: Authenticated, client: Client) -> tuple[str, str]:
+        """Begin MFA set-up: a new secret and its otpauth URI (inactive until confirmed).
+
+        Raises:
+            Conflict: MFA is already on (turn it off first).
+        """
+        async with self._db.acquire() as conn:
+            user = await UserRepository(conn).get(caller.user_id)
+            if user.mfa_enabled:
+                raise Conflict("MFA is already enabled", code="mfa_already_enabled")
+            secret = mfa.new_secret()
+            sealed = seal(self._mfa_key, secret.encode(), context=user.id.bytes)
+            await MfaRepository(conn).set_pending_secret(user.id, sealed)
+            await AuditLog(conn).record(
+                "mfa.setup_started",
+                user_id=user.id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+            )
+        return secret, mfa.provisioning_uri(secret, user.username, self.settings.jwt_issuer)
+
+    async def confirm_mfa(self, caller: Authenticated, code: str, client: Client) -> list[str]:
+        """Finish set-up with a first code; returns the ten backup codes (shown once).
+
+        Raises:
+            BadRequest: set-up was not started, or MFA is already on.
+            Unauthorized: the code is wrong.
+        """
+        await self.limits.hit(self.settings.rate_limit_mfa, "mfa", str(caller.user_id))
+        async with self._db.acquire() as conn:
+            repo = MfaRepository(conn)
+            sealed, enabled = await repo.state(caller.user_id)
+            if enabled:
+                raise Conflict("MFA is already enabled", code="mfa_already_enabled")
+            if sealed is None:
+                raise BadRequest("call /auth/mfa/setup first", code="mfa_not_started")
+            accepted, _ = await self._accept_code(conn, caller.user_id, code, allow_backup=False)
+            if not accepted:
+                raise Unauthorized("wrong code", code="invalid_mfa_code")
+            codes = mfa.new_backup_codes()
+            await repo.enable(
+                caller.user_id,
+                [keyed_hash(self._backup_key, c.encode()) for c in codes],
+            )
+            await AuditLog(conn).record(
+                "mfa.enabled",
+                user_id=caller.user_id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+            )
+        return codes
+
+    async def disable_mfa(self, caller: Authenticated, code: str, client: Client) -> None:
+        """Turn MFA off; needs a current code (or a backup code).
+
+        Raises:
+            BadRequest: MFA is not on.
+            Unauthorized: the code is wrong.
+        """
+        await self.limits.hit(self.settings.rate_limit_mfa, "mfa", str(caller.user_id))
+        async with self._db.acquire() as conn:
+            repo = MfaRepository(conn)
+            _, enabled = await repo.state(caller.user_id)
+            if not enabled:
+                raise BadRequest("MFA is not enabled", code="mfa_not_enabled")
+            accepted, _ = await self._accept_code(conn, caller.user_id, code, allow_backup=True)
+            if not accepted:
+                raise Unauthorized("wrong code", code="invalid_mfa_code")
+            await repo.disable(caller.user_id)
+            await AuditLog(conn).record(
+                "mfa.disabled",
+                user_id=caller.user_id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+            )
+
+    # -- tokens and sessions ------------------------------------------------------------
+
+    async def authenticate(self, access_token: str) -> Authenticated:
+        """Verify an access token and that its session is still live.
+
+        Raises:
+            Unauthorized: bad token, or its session was revoked.
+        """
+        claims = self.tokens.verify(access_token)
+        owner = await self.sessions.touch(claims.session_id)
+        if owner is None or owner != claims.user_id:
+            raise Unauthorized("the session has ended; log in again", code="session_revoked")
+        return Authenticated(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
+
+    async def refresh(self, refresh_token: str, *, client: Client) -> TokenPair:
+        """Rotate a refresh token. A token that was already rotated revokes its session.
+
+        Raises:
+            Unauthorized: unknown, expired, revoked or reused token.
+            RateLimited: refreshing too often from this IP.
+        """
+        await self.limits.hit(self.settings.rate_limit_refresh, "refresh-ip", client.ip)
+        rotation = await self.sessions.rotate(refresh_token)
+        if rotation.outcome == "reuse":
+            assert rotation.session_id is not None
+            await self._end_session(rotation.session_id, client, "refresh.reuse_detected")
+            raise Unauthorized(
+                "this refresh token was already used; the session has been ended",
+                code="refresh_token_reused",
+            )
+        if rotation.outcome == "unknown" or rotation.user_id is None:
+            raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
+        assert rotation.session_id is not None
+        assert rotation.refresh_token is not None
+        async with self._db.acquire() as conn:
+            await SessionRepository(conn).rotated(
+                rotation.session_id,
+                refresh_hash=token_hash(rotation.refresh_token),
+                ttl_seconds=self.settings.refresh_token_ttl,
+            )
+            user = await UserRepository(conn).get(rotation.user_id)
+        return TokenPair(
+            user=user,
+            session_id=rotation.session_id,
+            access_token=self.tokens.issue(user.id, rotation.session_id),
+            refresh_token=rotation.refresh_token,
+            expires_in=self.tokens.ttl_seconds,
+        )
+
+    async def logout(self, caller: Authenticated, client: Client) -> None:
+        """End the caller's session: its access and refresh tokens stop working at once."""
+        await self._end_session(caller.session_id, client, "logout")
+
+    async def list_sessions(self, caller: Authenticated) -> list[SessionInfo]:
+        """The caller's live sessions."""
+        return await self.sessions.list_for_user(caller.user_id)
+
+    async def revoke_session(self, caller: Authenticated, session_id: UUID, client: Client) -> None:
+        """End one of the caller's sessions.
+
+        Raises:
+            NotFound: no such live session of the caller's.
+        """
+        info = await self.sessions.get(session_id)
+        if info is None or info.user_id != caller.user_id:
+            raise NotFound("no such session", code="session_not_found")
+        await self._end_session(session_id, client, "session.revoked")
+
+    async def _end_session(self, session_id: UUID, client: Client, event: str) -> None:
+        user_id = await self.sessions.revoke(session_id)
+        async with self._db.acquire() as conn:
+            await SessionRepository(conn).revoked(session_id)
+            await AuditLog(conn).record(
+                event,
+                user_id=user_id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+                details={"session_id": str(session_id)},
+            )
+
+    async def _audit(
+        self,
+        event: str,
+        client: Client,
+        user_id: UUID | None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        async with self._db.acquire() as conn:
+            await AuditLog(conn).record(
+                event,
+                user_id=user_id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+                details=details,
+            )

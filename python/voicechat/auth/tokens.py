@@ -1,0 +1,75 @@
+"""Access tokens: short-lived EdDSA JWTs, the algorithm pinned on decode."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import jwt
+
+from voicechat.errors import Unauthorized
+from voicechat.keys import ServerKeys
+
+ALGORITHM = "EdDSA"
+AUDIENCE = "voicechat-api"
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: UUID
+    session_id: UUID
+    token_id: str
+    expires_at: int
+
+
+class AccessTokens:
+    """Signs and verifies access tokens with the server's Ed25519 key."""
+
+    def __init__(self, keys: ServerKeys, *, issuer: str, ttl_seconds: int) -> None:
+        self._private = keys.jwt_private_key
+        self._public = keys.jwt_public_key
+        self.issuer = issuer
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, user_id: UUID, session_id: UUID) -> str:
+        """A token for `user_id` in `session_id`, valid for the configured TTL."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "jti": uuid4().hex,
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+        }
+        return jwt.encode(claims, self._private, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> AccessClaims:
+        """Check signature, algorithm, issuer, audience and lifetime.
+
+        Raises:
+            Unauthorized: for any defect; the message never says which check failed.
+        """
+        try:
+            claims = jwt.decode(
+                token,
+                self._public,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS},
+                leeway=5,
+            )
+            return AccessClaims(
+                user_id=UUID(claims["sub"]),
+                session_id=UUID(claims["sid"]),
+                token_id=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            raise Unauthorized("invalid or expired access token", code="invalid_token") from None
