@@ -25,12 +25,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis import Redis
-from voicechat.embedded import EmbeddedPostgres, EmbeddedValkey
 
 from tests.utils.dirs import service_dir
 from tests.utils.net import free_port, wait_for_health
 from voicechat.api import create_app
 from voicechat.db import apply_migrations
+from voicechat.embedded import EmbeddedPostgres, EmbeddedValkey
 from voicechat.settings import Settings
 
 TEMPLATE_DB = "voicechat_test_template"

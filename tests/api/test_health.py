@@ -6,10 +6,10 @@ import shutil
 from collections.abc import Callable
 
 import httpx
-from voicechat.embedded import EmbeddedValkey
 
 from tests.utils.dirs import service_dir
 from voicechat.api import create_app
+from voicechat.embedded import EmbeddedValkey
 from voicechat.settings import Settings
 
 
