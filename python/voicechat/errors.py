@@ -86,6 +86,13 @@ class RateLimited(VoicechatError):
         self.retry_after = max(1, retry_after)
 
 
+class BadGateway(VoicechatError):
+    """A dependency (an identity provider) answered, but not with anything usable."""
+
+    code = "bad_gateway"
+    status = 502
+
+
 class ServiceUnavailable(VoicechatError):
     """A dependency (database, Valkey, identity provider) is down."""
 

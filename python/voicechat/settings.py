@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Non-loopback redirect URIs clients may ask SSO to return to.",
     )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description=(
+            "Base URL people reach the API at (SSO providers redirect to "
+            "<public_url>/auth/oidc/callback); unset means http://<host>:<port>."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: JSON when stderr is not a terminal."
@@ -294,6 +302,14 @@ class Settings(BaseSettings):
     def embedded_valkey(self) -> bool:
         """True when no Valkey is configured and the CLI starts its own."""
         return self.valkey_url is None
+
+    @property
+    def public_base_url(self) -> str:
+        """The configured public URL without a trailing slash, or `http://<host>:<port>`."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def files_dir(self) -> Path:

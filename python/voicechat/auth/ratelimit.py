@@ -9,19 +9,20 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from voicechat.cache import keys
+from voicechat.cache import Cache, keys
 from voicechat.errors import RateLimited
 
 
 class RateLimiter:
     """Named limits, each counted per identifier (an IP, an account, a session)."""
 
-    def __init__(self, valkey_url: str) -> None:
-        scheme, _, rest = valkey_url.partition("://")
+    def __init__(self, cache: Cache) -> None:
+        # Borrow the instance's Valkey pool: one set of connections, closed with the app.
         self._storage = RedisStorage(
-            f"async+{scheme}://{rest}",
+            "async+redis://",
             implementation="redispy",
             key_prefix=keys.rate_limit_prefix(),
+            connection_pool=cache.connection_pool,  # type: ignore[arg-type]  # documented option, typed narrowly
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._parsed: dict[str, RateLimitItem] = {}

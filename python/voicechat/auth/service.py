@@ -92,8 +92,7 @@ class AuthService:
             ttl_seconds=settings.refresh_token_ttl,
             grace_seconds=settings.refresh_grace_seconds,
         )
-        assert settings.valkey_url is not None
-        self.limits = RateLimiter(settings.valkey_url.get_secret_value())
+        self.limits = RateLimiter(cache)
 
     # -- registration and login ---------------------------------------------------------
 
@@ -366,6 +365,12 @@ class AuthService:
             raise Unauthorized(
                 "this refresh token was already used; the session has been ended",
                 code="refresh_token_reused",
+            )
+        if rotation.outcome == "raced":
+            await self._audit("refresh.replayed_in_grace", client, rotation.user_id)
+            raise Unauthorized(
+                "this refresh token was just rotated; use the newest one",
+                code="refresh_token_rotated",
             )
         if rotation.outcome == "unknown" or rotation.user_id is None:
             raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")

@@ -5,10 +5,11 @@ its current refresh token and of the one before). Every refresh token ever issue
 session keeps pointing at it (`vc:refresh:<hash>`) until it would have expired, so presenting
 an old one is recognised as reuse and revokes the whole session (RFC 9700 §4.14.2).
 
-One allowance: a client that sent a refresh but lost the response retries with the same token.
-Within `grace_seconds` of the rotation, the previous token may be presented once more; it
-rotates again and the pair the client never saw dies. Outside the window it is reuse. See
-docs/auth.md for why 10 seconds.
+One allowance: clients that share a token store (two tabs, an app and its background task)
+race to refresh; the loser presents the token the winner just rotated. Within `grace_seconds` of
+a rotation, the first such replay is refused *without* ending the session, so the loser can pick
+up the winner's tokens; a second replay, or any replay after the window, is reuse. See
+docs/auth.md for the reasoning.
 
 Rotation runs as one Lua script so two concurrent refreshes cannot both win.
 """
@@ -35,11 +36,15 @@ local skey = prefix .. 'session:' .. sid
 local fields = redis.call('HMGET', skey, 'refresh', 'prev_refresh', 'rotated_at', 'user_id')
 local current, previous, rotated_at, user_id = fields[1], fields[2], fields[3], fields[4]
 if not current then return {'unknown'} end
-local lost_response = previous == presented and rotated_at
-    and now - tonumber(rotated_at) <= grace
-if current ~= presented and not lost_response then return {'reuse', sid, user_id} end
-if current == presented then previous = presented end
-redis.call('HSET', skey, 'refresh', fresh, 'prev_refresh', previous,
+if current ~= presented then
+  if previous == presented and rotated_at and now - tonumber(rotated_at) <= grace
+      and redis.call('HSETNX', skey, 'grace_used', '1') == 1 then
+    return {'raced', sid, user_id}
+  end
+  return {'reuse', sid, user_id}
+end
+redis.call('HDEL', skey, 'grace_used')
+redis.call('HSET', skey, 'refresh', fresh, 'prev_refresh', presented,
     'rotated_at', tostring(now), 'last_used_at', tostring(now))
 redis.call('EXPIRE', skey, ttl)
 redis.call('SET', prefix .. 'refresh:' .. fresh, sid, 'EX', ttl)
@@ -63,7 +68,7 @@ class SessionInfo:
 class Rotation:
     """The outcome of presenting a refresh token."""
 
-    outcome: Literal["rotated", "reuse", "unknown"]
+    outcome: Literal["rotated", "raced", "reuse", "unknown"]
     session_id: UUID | None = None
     user_id: UUID | None = None
     refresh_token: str | None = None
@@ -127,6 +132,8 @@ class SessionStore:
         user_id = UUID(result[2].decode()) if len(result) > 2 and result[2] else None
         if outcome == "reuse":
             return Rotation("reuse", session_id, user_id)
+        if outcome == "raced":
+            return Rotation("raced", session_id, user_id)
         return Rotation("rotated", session_id, user_id, fresh)
 
     async def touch(self, session_id: UUID) -> UUID | None:

@@ -1,11 +1,784 @@
-"""SSO through OpenID Connect providers (placeholder until the SSO work lands)."""
+"""SSO through OpenID Connect providers (SPEC §3 "SSO (OIDC)").
+
+A login runs in three requests:
+
+1. `start` (`POST /auth/login {provider}`): a fresh `state`, `nonce` and PKCE verifier are kept
+   in Valkey under the hash of `state`; the person's browser goes to the provider.
+2. `finish` (`GET /auth/oidc/callback`): the `state` is taken (read and deleted at once), the
+   code is redeemed with the verifier, the ID token is checked against the provider's JWKS
+   (algorithm pinned, `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `at_hash`), UserInfo is
+   merged in, and the subject is provisioned or updated. The answer is a one-time `login_code`.
+3. `exchange` (`POST /auth/oidc/exchange`): the client trades the `login_code` for a session.
+
+Provider metadata and keys are fetched lazily and cached per process, so a provider that is
+down when the server starts only fails the logins that need it, with 503 (unreachable) or
+502 (answered nonsense). Tokens, codes and verifiers never reach a log or the audit log.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+from uuid import UUID
+
+import httpx
+from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
+    prepare_grant_uri,
+)
+from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+from authlib.oidc.core import CodeIDToken  # type: ignore[import-untyped]
+from joserfc import jws, jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet, OctKey
+
+from voicechat.auth.service import _FIRST_USER_LOCK, AuthService, Client, TokenPair
+from voicechat.cache import Cache, keys
+from voicechat.crypto import token_hash
+from voicechat.db.pool import Connection, Pool
+from voicechat.db.repositories import AuditLog, User, UserRepository
+from voicechat.errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from voicechat.settings import OidcProvider, Settings
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/auth/oidc/callback"
+METADATA_TTL_SECONDS = 3600
+# Short: a login waits on these calls, and a dead provider must fail fast.
+HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+CLOCK_LEEWAY_SECONDS = 60
+MAX_PROVIDER_RESPONSE_BYTES = 512 * 1024
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+_USERNAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
+_USERNAME_MAX = 32
+_USERNAME_ATTEMPTS = 8
+_PROVIDER_ERROR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+# -- redirect URIs --------------------------------------------------------------------------
+
+
+def check_redirect_uri(uri: str, allowlist: Sequence[str]) -> str:
+    """Accept a client's `redirect_uri`: loopback HTTP on any port, or an allow-listed URI.
+
+    Loopback means `http://127.0.0.1`, `http://[::1]` or `http://localhost`, with any port and
+    path (RFC 8252 §7.3: a desktop client listens on an ephemeral port). Anything else must
+    equal an entry of the allowlist exactly.
+
+    Raises:
+        BadRequest: `invalid_redirect_uri`.
+    """
+    if uri in allowlist:
+        return uri
+    refused = BadRequest(
+        "redirect_uri must be a loopback http:// URI or on the server's allowlist",
+        code="invalid_redirect_uri",
+    )
+    # Backslashes, spaces and controls are where URL parsers disagree; a real one has none.
+    if any(ch.isspace() or ch == "\\" or ord(ch) < 0x20 for ch in uri):
+        raise refused
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError:
+        raise refused from None
+    if (
+        parts.scheme != "http"
+        or parts.hostname not in _LOOPBACK_HOSTS
+        or parts.username is not None
+        or parts.password is not None
+        or parts.fragment
+    ):
+        raise refused
+    return uri
+
+
+def _with_query(uri: str, **params: str) -> str:
+    """`uri` with `params` appended to its query (existing parameters are kept)."""
+    encoded = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
+    base, _, fragment = uri.partition("#")
+    joined = f"{base}{'&' if '?' in base else '?'}{encoded}"
+    return f"{joined}#{fragment}" if fragment else joined
+
+
+# -- the provider -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMetadata:
+    """What discovery tells about a provider, checked."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    userinfo_endpoint: str | None
+    jwks_uri: str
+    id_token_algorithms: tuple[str, ...]
+    token_auth_method: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedLogin:
+    """The claims of a finished provider login: the ID token's, UserInfo's merged over them."""
+
+    subject: str
+    claims: Mapping[str, Any]
+
+
+class IdentityProvider:
+    """One configured OIDC provider: discovery, the authorization URL, the code exchange,
+    ID token verification and UserInfo. Metadata and keys are cached in this process."""
+
+    def __init__(self, config: OidcProvider, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self._http = http
+        self._metadata: ProviderMetadata | None = None
+        self._metadata_fetched = 0.0
+        self._keys: KeySet | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        """The provider's configured id."""
+        return self.config.id
+
+    async def _get_json(self, url: str, what: str, **kwargs: Any) -> Any:
+        return _json_body(await self._request("GET", url, what, **kwargs), what, self.id)
+
+    async def _request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except (httpx.TimeoutException, httpx.NetworkError) as exc:
+            log.warning("SSO provider %s: %s unreachable: %s", self.id, what, type(exc).__name__)
+            raise ServiceUnavailable(
+                f"the identity provider {self.config.name!r} cannot be reached; try again later",
+                code="sso_provider_unavailable",
+            ) from None
+        except httpx.HTTPError as exc:
+            log.warning("SSO provider %s: %s failed: %s", self.id, what, type(exc).__name__)
+            raise _bad_gateway(self.config) from None
+
+    async def metadata(self) -> ProviderMetadata:
+        """The provider's discovery document, fetched on first use and again after an hour.
+
+        Raises:
+            ServiceUnavailable: the provider cannot be reached.
+            BadGateway: the document is missing, malformed, or names another issuer.
+        """
+        if self._metadata is not None and time.monotonic() - self._metadata_fetched < (
+            METADATA_TTL_SECONDS
+        ):
+            return self._metadata
+        async with self._lock:
+            if self._metadata is None or time.monotonic() - self._metadata_fetched >= (
+                METADATA_TTL_SECONDS
+            ):
+                url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                document = await self._get_json(url, "discovery")
+                self._metadata = _parse_metadata(self.config, document)
+                self._metadata_fetched = time.monotonic()
+                self._keys = None
+            return self._metadata
+
+    async def _key_set(self, metadata: ProviderMetadata, *, refresh: bool = False) -> KeySet:
+        if self._keys is None or refresh:
+            document = await self._get_json(metadata.jwks_uri, "jwks")
+            try:
+                self._keys = KeySet.import_key_set(document)
+            except (JoseError, KeyError, TypeError, ValueError):
+                log.warning("SSO provider %s: the JWKS holds no usable key", self.id)
+                raise _bad_gateway(self.config) from None
+        return self._keys
+
+    def authorization_url(
+        self, metadata: ProviderMetadata, *, redirect_uri: str, state: str, nonce: str, verifier: str
+    ) -> str:
+        """Where to send the person's browser: code flow with PKCE S256, state and nonce."""
+        url: str = prepare_grant_uri(
+            metadata.authorization_endpoint,
+            self.config.client_id,
+            "code",
+            redirect_uri=redirect_uri,
+            scope=" ".join(self.config.scopes),
+            state=state,
+            nonce=nonce,
+            code_challenge=create_s256_code_challenge(verifier),
+            code_challenge_method="S256",
+        )
+        return url
+
+    async def exchange_code(
+        self, metadata: ProviderMetadata, code: str, *, verifier: str, redirect_uri: str
+    ) -> tuple[str, str]:
+        """The ID token and access token for an authorization code."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        }
+        secret = self.config.client_secret.get_secret_value()
+        auth: tuple[str, str] | None = None
+        if metadata.token_auth_method == "client_secret_post":
+            form |= {"client_id": self.config.client_id, "client_secret": secret}
+        else:
+            # RFC 6749 §2.3.1: both halves are form-encoded before Basic encoding.
+            auth = (quote(self.config.client_id, safe=""), quote(secret, safe=""))
+        response = await self._request(
+            "POST",
+            metadata.token_endpoint,
+            "token",
+            data=form,
+            auth=auth,
+            headers={"Accept": "application/json"},
+        )
+        if 400 <= response.status_code < 500:
+            error = _provider_error(response)
+            log.info("SSO provider %s refused the authorization code: %s", self.id, error)
+            raise Unauthorized(
+                "the identity provider refused the login; start again", code="sso_code_rejected"
+            )
+        body = _json_body(response, "token", self.id)
+        id_token = body.get("id_token") if isinstance(body, dict) else None
+        access_token = body.get("access_token") if isinstance(body, dict) else None
+        token_type = body.get("token_type") if isinstance(body, dict) else None
+        if (
+            not isinstance(id_token, str)
+            or not isinstance(access_token, str)
+            or not isinstance(token_type, str)
+            or token_type.lower() != "bearer"
+        ):
+            log.warning("SSO provider %s: token response lacks id_token or bearer token", self.id)
+            raise _bad_gateway(self.config)
+        return id_token, access_token
+
+    async def verify_id_token(
+        self, metadata: ProviderMetadata, id_token: str, *, nonce: str, access_token: str
+    ) -> dict[str, Any]:
+        """The ID token's claims, once signature and claims pass (OIDC Core §3.1.3.7).
+
+        Raises:
+            Unauthorized: `invalid_id_token` or `invalid_nonce`.
+        """
+        try:
+            header = jws.extract_compact(id_token.encode()).headers()
+        except (JoseError, ValueError, TypeError):
+            raise _invalid_id_token("it is not a compact JWS") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in metadata.id_token_algorithms:
+            raise _invalid_id_token(f"algorithm {algorithm!r} is not allowed")
+        try:
+            if algorithm in _HMAC_ALGORITHMS:
+                secret = self.config.client_secret.get_secret_value()
+                token = jwt.decode(id_token, OctKey.import_key(secret), algorithms=[algorithm])
+            else:
+                key_set = await self._key_set(metadata)
+                try:
+                    token = jwt.decode(id_token, key_set, algorithms=[algorithm])
+                except InvalidKeyIdError:
+                    # The provider rotated its keys since we fetched them.
+                    key_set = await self._key_set(metadata, refresh=True)
+                    token = jwt.decode(id_token, key_set, algorithms=[algorithm])
+        except JoseError as exc:
+            raise _invalid_id_token(type(exc).__name__) from None
+        claims = dict(token.claims)
+        stated = claims.get("nonce")
+        if not isinstance(stated, str) or not hmac.compare_digest(stated, nonce):
+            raise Unauthorized(
+                "the identity provider's answer does not belong to this login",
+                code="invalid_nonce",
+            )
+        iat = claims.get("iat")
+        if not isinstance(iat, int | float) or iat > time.time() + CLOCK_LEEWAY_SECONDS:
+            raise _invalid_id_token("iat is missing or in the future")
+        checked = CodeIDToken(
+            claims,
+            token.header,
+            options={
+                "iss": {"essential": True, "value": metadata.issuer},
+                "aud": {"essential": True, "value": self.config.client_id},
+                "sub": {"essential": True},
+                "exp": {"essential": True},
+            },
+            params={
+                "nonce": nonce,
+                "client_id": self.config.client_id,
+                "access_token": access_token,
+            },
+        )
+        try:
+            checked.validate(leeway=CLOCK_LEEWAY_SECONDS)
+        except JoseError as exc:
+            raise _invalid_id_token(type(exc).__name__) from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise _invalid_id_token("sub is missing")
+        return claims
+
+    async def userinfo(
+        self, metadata: ProviderMetadata, access_token: str, subject: str
+    ) -> dict[str, Any]:
+        """UserInfo claims; empty when the provider has no UserInfo endpoint.
+
+        Raises:
+            Unauthorized: UserInfo names another subject (OIDC Core §5.3.2).
+        """
+        if metadata.userinfo_endpoint is None:
+            return {}
+        response = await self._request(
+            "GET",
+            metadata.userinfo_endpoint,
+            "userinfo",
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        )
+        body = _json_body(response, "userinfo", self.id)
+        if not isinstance(body, dict):
+            raise _bad_gateway(self.config)
+        if body.get("sub") != subject:
+            raise Unauthorized(
+                "the identity provider's UserInfo is about someone else", code="invalid_userinfo"
+            )
+        return body
+
+
+def _parse_metadata(config: OidcProvider, document: Any) -> ProviderMetadata:
+    if not isinstance(document, dict):
+        raise _bad_gateway(config)
+    issuer = document.get("issuer")
+    # OIDC Discovery §4.3: the issuer in the document is the one we asked about.
+    if not isinstance(issuer, str) or issuer.rstrip("/") != config.issuer.rstrip("/"):
+        log.warning("SSO provider %s: discovery names issuer %r", config.id, issuer)
+        raise _bad_gateway(config)
+    endpoints: dict[str, str | None] = {}
+    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint"):
+        value = document.get(name)
+        if value is None and name == "userinfo_endpoint":
+            endpoints[name] = None
+            continue
+        if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+            log.warning("SSO provider %s: discovery lacks a usable %s", config.id, name)
+            raise _bad_gateway(config)
+        if issuer.startswith("https://") and not value.startswith("https://"):
+            log.warning("SSO provider %s: %s is not https", config.id, name)
+            raise _bad_gateway(config)
+        endpoints[name] = value
+    advertised = document.get("id_token_signing_alg_values_supported", ["RS256"])
+    if not isinstance(advertised, list):
+        raise _bad_gateway(config)
+    # `none` is never accepted; HMAC ones verify with the client secret (OIDC Core §10.1).
+    algorithms = tuple(a for a in advertised if isinstance(a, str) and a.lower() != "none")
+    if not algorithms:
+        log.warning("SSO provider %s: no acceptable ID token algorithm", config.id)
+        raise _bad_gateway(config)
+    methods = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
+    basic = isinstance(methods, list) and "client_secret_basic" in methods
+    post = isinstance(methods, list) and "client_secret_post" in methods
+    auth_method = "client_secret_post" if post and not basic else "client_secret_basic"
+    authorization_endpoint = endpoints["authorization_endpoint"]
+    token_endpoint = endpoints["token_endpoint"]
+    jwks_uri = endpoints["jwks_uri"]
+    assert authorization_endpoint is not None
+    assert token_endpoint is not None
+    assert jwks_uri is not None
+    return ProviderMetadata(
+        issuer=issuer,
+        authorization_endpoint=authorization_endpoint,
+        token_endpoint=token_endpoint,
+        userinfo_endpoint=endpoints["userinfo_endpoint"],
+        jwks_uri=jwks_uri,
+        id_token_algorithms=algorithms,
+        token_auth_method=auth_method,
+    )
+
+
+def _json_body(response: httpx.Response, what: str, provider_id: str) -> Any:
+    if response.status_code != 200 or len(response.content) > MAX_PROVIDER_RESPONSE_BYTES:
+        log.warning("SSO provider %s: %s answered %d", provider_id, what, response.status_code)
+        raise BadGateway(
+            "the identity provider answered with an error; try again later",
+            code="sso_provider_error",
+        )
+    try:
+        return response.json()
+    except ValueError:
+        log.warning("SSO provider %s: %s is not JSON", provider_id, what)
+        raise BadGateway(
+            "the identity provider answered with something unreadable", code="sso_provider_error"
+        ) from None
+
+
+def _provider_error(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return f"status {response.status_code}"
+    return error if isinstance(error, str) and _PROVIDER_ERROR.match(error) else "unknown"
+
+
+def _bad_gateway(config: OidcProvider) -> BadGateway:
+    return BadGateway(
+        f"the identity provider {config.name!r} gave an answer we cannot use; "
+        "an operator should check its configuration",
+        code="sso_provider_error",
+    )
+
+
+def _invalid_id_token(why: str) -> Unauthorized:
+    log.info("SSO ID token refused: %s", why)
+    return Unauthorized("the identity provider's ID token is not valid", code="invalid_id_token")
+
+
+# -- mapping claims to a profile ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MappedProfile:
+    """The profile attributes a provider's claims map to (SPEC §3 defaults, configurable)."""
+
+    display_name: str | None
+    email: str | None
+    avatar_url: str | None
+    roles: tuple[str, ...]
+    username_candidates: tuple[str, ...]
+
+
+def _first_string(claims: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _role_values(claims: Mapping[str, Any], names: Sequence[str]) -> tuple[str, ...]:
+    """The values of the first roles claim present: a list of strings, or one string."""
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            # Keycloak sends group paths ("/moderators"); the last segment is the name.
+            found = [v.strip().rsplit("/", 1)[-1] for v in value if isinstance(v, str)]
+            return tuple(dict.fromkeys(v for v in found if 0 < len(v) <= 64))
+    return ()
+
+
+def sanitise_username(value: str) -> str | None:
+    """A username of SPEC §3's shape made from `value`, or None if too little is left."""
+    folded = _USERNAME_CHARS.sub("_", value.strip().lower()).strip("._-")[:_USERNAME_MAX]
+    return folded if len(folded) >= 3 else None
+
+
+def map_claims(config: OidcProvider, claims: Mapping[str, Any]) -> MappedProfile:
+    """Apply the provider's attribute mapping to the merged ID token and UserInfo claims."""
+    display_name = _first_string(claims, config.display_name_claims)
+    email = _first_string(claims, config.email_claims)
+    if email is not None and (len(email) > 254 or "@" not in email):
+        email = None
+    avatar = _first_string(claims, config.avatar_claims)
+    if avatar is not None and (
+        len(avatar) > 2048 or not avatar.startswith(("https://", "http://"))
+    ):
+        avatar = None
+    hints = [
+        _first_string(claims, ("preferred_username",)),
+        email.split("@", 1)[0] if email else None,
+        _first_string(claims, ("nickname", "name")),
+    ]
+    candidates = tuple(
+        dict.fromkeys(c for c in (sanitise_username(h) for h in hints if h) if c is not None)
+    )
+    return MappedProfile(
+        display_name=display_name[:64] if display_name else None,
+        email=email,
+        avatar_url=avatar,
+        roles=_role_values(claims, config.roles_claims),
+        username_candidates=candidates or ("user",),
+    )
+
+
+# -- the service -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SsoCallbackResult:
+    """A finished provider login: the one-time code, and where the client wants it."""
+
+    login_code: str
+    redirect_uri: str | None
+    expires_in: int
 
 
 class SsoService:
     """Starts and finishes OIDC logins against the configured providers."""
 
-    async def start(self, provider: str, redirect_uri: str | None) -> str:
-        """The provider's authorization URL for a new login."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        settings: Settings,
+        db: Pool,
+        cache: Cache,
+        auth: AuthService,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._cache = cache
+        self._auth = auth
+        self._http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+        self._owns_http = http is None
+        self.providers = {p.id: IdentityProvider(p, self._http) for p in settings.oidc_providers}
+        self.callback_url = settings.public_base_url + CALLBACK_PATH
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (if this service made it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _provider(self, provider_id: str) -> IdentityProvider:
+        provider = self.providers.get(provider_id)
+        if provider is None:
+            raise NotFound("no such SSO provider", code="unknown_provider")
+        return provider
+
+    async def start(
+        self, provider: str, redirect_uri: str | None, client: Client | None = None
+    ) -> str:
+        """The provider's authorization URL for a new login.
+
+        Args:
+            provider: a configured provider id.
+            redirect_uri: where the callback sends the client its `login_code` (loopback or
+                allow-listed); None for a page that shows the code.
+            client: the caller, for the per-IP login limit.
+
+        Raises:
+            NotFound: `unknown_provider`.
+            BadRequest: `invalid_redirect_uri`.
+            ServiceUnavailable / BadGateway: the provider is down or misconfigured.
+        """
+        idp = self._provider(provider)
+        if redirect_uri is not None:
+            check_redirect_uri(redirect_uri, self._settings.oidc_redirect_allowlist)
+        if client is not None:
+            await self._auth.limits.hit(self._settings.rate_limit_login_ip, "login-ip", client.ip)
+        metadata = await idp.metadata()
+        state = secrets.token_urlsafe(32)
+        nonce = secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)  # 86 characters; RFC 7636 asks for 43–128
+        key = keys.oidc_state(token_hash(state))
+        async with self._cache.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "provider": idp.id,
+                    "nonce": nonce,
+                    "verifier": verifier,
+                    "redirect_uri": redirect_uri or "",
+                },
+            )
+            pipe.expire(key, keys.OIDC_STATE_TTL_SECONDS)
+            await pipe.execute()
+        return idp.authorization_url(
+            metadata, redirect_uri=self.callback_url, state=state, nonce=nonce, verifier=verifier
+        )
+
+    async def _take_state(self, state: str) -> dict[str, str] | None:
+        key = keys.oidc_state(token_hash(state))
+        async with self._cache.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.delete(key)
+            raw, _ = await pipe.execute()
+        if not raw:
+            return None
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+
+    async def finish(
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None,
+        client: Client,
+    ) -> SsoCallbackResult:
+        """Handle the provider's redirect: check `state`, redeem the code, provision the user.
+
+        Every outcome is audited (`login.sso_failed` with a reason, or `user.provisioned`);
+        the session itself is opened and audited by :meth:`exchange`.
+
+        Raises:
+            BadRequest: `invalid_state` (unknown, used or expired), `missing_code`.
+            Unauthorized: `sso_denied`, `sso_code_rejected`, `invalid_id_token`,
+                `invalid_nonce`, `invalid_userinfo`.
+            ServiceUnavailable / BadGateway: the provider is down or misbehaves.
+        """
+        stored = await self._take_state(state) if state else None
+        if stored is None or stored.get("provider") not in self.providers:
+            await self._audit_failure(client, None, "invalid_state")
+            raise BadRequest(
+                "this SSO login is unknown, expired or already finished; start again",
+                code="invalid_state",
+            )
+        idp = self.providers[stored["provider"]]
+        if error is not None:
+            reason = error if _PROVIDER_ERROR.match(error) else "unknown"
+            await self._audit_failure(client, idp.id, f"provider_error:{reason}")
+            raise Unauthorized(
+                f"the identity provider did not log you in ({reason})", code="sso_denied"
+            )
+        if not code:
+            await self._audit_failure(client, idp.id, "missing_code")
+            raise BadRequest("the provider's redirect carries no code", code="missing_code")
+        try:
+            metadata = await idp.metadata()
+            id_token, access_token = await idp.exchange_code(
+                metadata, code, verifier=stored["verifier"], redirect_uri=self.callback_url
+            )
+            claims = await idp.verify_id_token(
+                metadata, id_token, nonce=stored["nonce"], access_token=access_token
+            )
+            subject = str(claims["sub"])
+            userinfo = await idp.userinfo(metadata, access_token, subject)
+        except (Unauthorized, BadGateway, ServiceUnavailable) as exc:
+            await self._audit_failure(client, idp.id, exc.code)
+            raise
+        merged = {**claims, **userinfo}
+        user = await self._provision(idp.config, subject, map_claims(idp.config, merged), client)
+        login_code = secrets.token_urlsafe(32)
+        await self._cache.set(
+            keys.oidc_login_code(token_hash(login_code)),
+            json.dumps({"user_id": str(user.id), "provider": idp.id}),
+            ex=keys.OIDC_LOGIN_CODE_TTL_SECONDS,
+        )
+        return SsoCallbackResult(
+            login_code=login_code,
+            redirect_uri=stored.get("redirect_uri") or None,
+            expires_in=keys.OIDC_LOGIN_CODE_TTL_SECONDS,
+        )
+
+    async def exchange(self, login_code: str, *, client: Client) -> TokenPair:
+        """Trade a one-time `login_code` for a session (the code dies on first use).
+
+        Raises:
+            Unauthorized: `invalid_login_code` (unknown, used or expired).
+        """
+        await self._auth.limits.hit(self._settings.rate_limit_login_ip, "login-ip", client.ip)
+        raw = await self._cache.getdel(keys.oidc_login_code(token_hash(login_code)))
+        if raw is None:
+            await self._audit_failure(client, None, "invalid_login_code")
+            raise Unauthorized(
+                "the login code is unknown, expired or already used", code="invalid_login_code"
+            )
+        entry = json.loads(raw)
+        async with self._db.acquire() as conn:
+            try:
+                user = await UserRepository(conn).get(UUID(entry["user_id"]))
+            except NotFound:
+                raise Unauthorized(
+                    "the account no longer exists", code="invalid_login_code"
+                ) from None
+        return await self._auth.open_session(user, client, method=f"oidc:{entry['provider']}")
+
+    # -- provisioning ------------------------------------------------------------------------
+
+    async def _provision(
+        self, config: OidcProvider, subject: str, profile: MappedProfile, client: Client
+    ) -> User:
+        """Find the subject's user (refreshing the mapped attributes) or create one.
+
+        Users are matched by (provider, subject) only, never by email: an email address
+        from a provider proves nothing about a local account of the same address.
+        """
+        changes: dict[str, object] = {
+            "display_name": profile.display_name,
+            "email": profile.email,
+            "avatar_url": profile.avatar_url,
+        }
+        async with self._db.acquire() as conn:
+            users = UserRepository(conn)
+            user = await users.find_by_subject(config.id, subject)
+            if user is None:
+                async with conn.transaction():
+                    # The lock registration takes too: "first user" and username picks serialise.
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _FIRST_USER_LOCK)
+                    user = await users.find_by_subject(config.id, subject)
+                    if user is None:
+                        user = await self._create(conn, config, subject, profile, client)
+            if any(getattr(user, k) != v for k, v in changes.items()):
+                user = await users.update_profile(user.id, changes)
+            for role in profile.roles:
+                await users.assign_role(user.id, role)
+        return user
+
+    async def _create(
+        self,
+        conn: Connection,
+        config: OidcProvider,
+        subject: str,
+        profile: MappedProfile,
+        client: Client,
+    ) -> User:
+        users = UserRepository(conn)
+        first = await users.count() == 0
+        base = profile.username_candidates[0]
+        names = [*profile.username_candidates]
+        names += [
+            f"{base[: _USERNAME_MAX - 5]}-{secrets.randbelow(10_000):04d}"
+            for _ in range(_USERNAME_ATTEMPTS)
+        ]
+        for username in names:
+            if await users.find_by_username(username) is not None:
+                continue
+            try:
+                async with conn.transaction():  # a savepoint: a lost race leaves the rest intact
+                    user = await users.create(
+                        username,
+                        auth_method="oidc",
+                        external_id=subject,
+                        provider=config.id,
+                        display_name=profile.display_name,
+                        email=profile.email,
+                    )
+            except Conflict:
+                continue
+            if first:
+                await users.assign_role(user.id, "administrator")
+            await AuditLog(conn).record(
+                "user.provisioned",
+                user_id=user.id,
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+                details={"provider": config.id, "username": username, "administrator": first},
+            )
+            return user
+        raise Conflict(
+            "no free username could be found for this account", code="sso_provisioning_failed"
+        )
+
+    async def _audit_failure(self, client: Client, provider: str | None, reason: str) -> None:
+        async with self._db.acquire() as conn:
+            await AuditLog(conn).record(
+                "login.sso_failed",
+                ip_address=client.ip or None,
+                user_agent=client.user_agent,
+                details={"provider": provider, "reason": reason},
+            )

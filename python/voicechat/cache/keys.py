@@ -70,11 +70,16 @@ def mfa_challenge(token_hash: str) -> str:
     return f"{PREFIX}mfa:{token_hash}"
 
 
-def oidc_state(state: str) -> str:
-    """Hash: an SSO login in flight (provider, PKCE verifier, nonce, redirect URI)."""
-    return f"{PREFIX}oidc:state:{state}"
+OIDC_STATE_TTL_SECONDS = 600
+OIDC_LOGIN_CODE_TTL_SECONDS = 120
+
+
+def oidc_state(state_hash: str) -> str:
+    """Hash: an SSO login in flight (provider, PKCE verifier, nonce, redirect URI), keyed by
+    the hash of its `state`; read and deleted at once by the callback; TTL 10 minutes."""
+    return f"{PREFIX}oidc:state:{state_hash}"
 
 
 def oidc_login_code(code_hash: str) -> str:
-    """String: the user id a one-time SSO `login_code` stands for; TTL 2 minutes."""
+    """String: JSON `{user_id, provider}` a one-time SSO `login_code` stands for; TTL 2 minutes."""
     return f"{PREFIX}oidc:code:{code_hash}"
