@@ -7,29 +7,40 @@ limit, error shape) and (b) a bare FastAPI app. The ratio is what our plumbing c
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
-from starlette.testclient import TestClient
 
+from benches.harness import Harness
 from voicechat.api import create_app
 from voicechat.settings import Settings
 
 
 @pytest.fixture
-def quiet_logs() -> None:
-    logging.getLogger("voicechat.access").setLevel(logging.WARNING)
+def quiet_access_log() -> Iterator[None]:
+    access = logging.getLogger("voicechat.access")
+    level = access.level
+    access.setLevel(logging.WARNING)
+    yield
+    access.setLevel(level)
 
 
 @pytest.mark.benchmark(group="http-404")
-def test_voicechat_app_404(benchmark, settings: Settings, quiet_logs: None) -> None:  # type: ignore[no-untyped-def]
-    with TestClient(create_app(settings)) as client:
-        response = benchmark(client.get, "/nope")
+def test_voicechat_app_404(benchmark, settings: Settings, quiet_access_log: None) -> None:  # type: ignore[no-untyped-def]
+    harness = Harness(create_app(settings))
+    try:
+        response = benchmark(lambda: harness.run(harness.client.get("/nope")))
+    finally:
+        harness.close()
     assert response.status_code == 404
 
 
 @pytest.mark.benchmark(group="http-404")
 def test_reference_bare_fastapi_404(benchmark) -> None:  # type: ignore[no-untyped-def]
-    with TestClient(FastAPI()) as client:
-        response = benchmark(client.get, "/nope")
+    harness = Harness(FastAPI())
+    try:
+        response = benchmark(lambda: harness.run(harness.client.get("/nope")))
+    finally:
+        harness.close()
     assert response.status_code == 404
