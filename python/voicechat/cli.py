@@ -209,9 +209,19 @@ def migrate(**flags: Any) -> None:
         click.echo(f"schema at version {current:04d}")
         return names
 
+    import asyncpg
+
+    from voicechat.errors import MigrationError
+
     with _shutdown_on_signals(), _backing_services(settings, need_valkey=False) as resolved:
         assert resolved.database_url is not None
-        applied = asyncio.run(run(resolved.database_url.get_secret_value()))
+        try:
+            applied = asyncio.run(run(resolved.database_url.get_secret_value()))
+        except MigrationError as exc:
+            _fail(f"migration refused: {exc}")
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # The class and errno say enough; the message could echo the DSN.
+            _fail(f"cannot reach the database: {type(exc).__name__} {getattr(exc, 'errno', '')}")
     click.echo("applied: " + ", ".join(applied) if applied else "nothing to apply")
 
 
