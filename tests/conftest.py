@@ -147,6 +147,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
             "log_format": "text",
+            # Tests sign many users up from one address; rate-limit tests set their own.
+            "rate_limit_register_ip": "1000/hour",
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -205,7 +207,12 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     def start(env: dict[str, str] | None = None, *, wait: bool = True) -> LiveServer:
         port = free_port()
         log_path = tmp_path / f"serve-{port}.log"
-        full_env = {**os.environ, "VOICECHAT_PORT": str(port), "VOICECHAT_LOG_FORMAT": "json"}
+        full_env = {
+            **os.environ,
+            "VOICECHAT_PORT": str(port),
+            "VOICECHAT_LOG_FORMAT": "json",
+            "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+        }
         full_env.update(env or {})
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(

@@ -12,7 +12,7 @@ from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
 from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from voicechat.api.resources import Resources, open_resources
-from voicechat.api.routes import auth, health, users
+from voicechat.api.routes import auth, channels, health, messages, roles, sso, users
 from voicechat.settings import Settings
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -52,5 +52,9 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(sso.router)
     app.include_router(users.router)
+    app.include_router(channels.router)
+    app.include_router(messages.router)
+    app.include_router(roles.router)
     return app

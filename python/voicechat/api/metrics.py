@@ -22,6 +22,13 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+DB_QUERIES = Histogram(
+    "voicechat_db_queries_per_request",
+    "PostgreSQL queries issued while serving one request, by route template.",
+    ["method", "route"],
+    buckets=(0, 1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+    registry=REGISTRY,
+)
 COMPONENT_UP = Gauge(
     "voicechat_component_up",
     "1 when a component answered its last health check, else 0.",
@@ -36,10 +43,11 @@ BUILD_INFO = Gauge(
 )
 
 
-def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """Count and time one served request."""
+def observe_request(method: str, route: str, status: int, seconds: float, queries: int) -> None:
+    """Count and time one served request, and how many queries it cost."""
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_LATENCY.labels(method, route).observe(seconds)
+    DB_QUERIES.labels(method, route).observe(queries)
 
 
 def render() -> bytes:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicechat.api import metrics
 from voicechat.api.errors import error_body
+from voicechat.db.pool import count_queries
 from voicechat.errors import PayloadTooLarge
 from voicechat.logs import request_id_var
 
@@ -59,6 +60,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        queries = [0]
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -71,7 +73,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with count_queries() as queries:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             crash_log.exception("unhandled error on %s %s", scope.get("method"), scope["path"])
             if scope["type"] == "http" and not response_started:
@@ -85,7 +88,7 @@ class RequestContextMiddleware:
             if scope["type"] == "http":
                 route = _route_template(scope)
                 method = scope.get("method", "")
-                metrics.observe_request(method, route, status, elapsed)
+                metrics.observe_request(method, route, status, elapsed, queries[0])
                 log.info(
                     "%s %s %d %.1fms",
                     method,

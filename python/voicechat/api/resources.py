@@ -17,6 +17,7 @@ from voicechat.auth.sso import SsoService
 from voicechat.cache import Cache, create_cache
 from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool
+from voicechat.events import EventBus
 from voicechat.keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 
@@ -32,6 +33,7 @@ class Resources:
     db: Pool
     cache: Cache
     auth: AuthService
+    events: EventBus
     sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
@@ -61,7 +63,21 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         cache = create_cache(settings.valkey_url.get_secret_value())
         try:
             auth = AuthService(settings, server_keys, pool, cache)
-            yield Resources(settings=settings, keys=server_keys, db=pool, cache=cache, auth=auth)
+            # Providers are discovered on first use: one that is down must not stop start-up.
+            sso = SsoService(settings, pool, cache, auth) if settings.oidc_providers else None
+            try:
+                yield Resources(
+                    settings=settings,
+                    keys=server_keys,
+                    db=pool,
+                    cache=cache,
+                    auth=auth,
+                    events=EventBus(cache),
+                    sso=sso,
+                )
+            finally:
+                if sso is not None:
+                    await sso.aclose()
         finally:
             await cache.aclose()
     finally:

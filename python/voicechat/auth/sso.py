@@ -69,6 +69,7 @@ _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 _USERNAME_CHARS = re.compile(r"[^a-z0-9_.-]+")
 _USERNAME_MAX = 32
 _USERNAME_ATTEMPTS = 8
+_CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 (a method name)
 _PROVIDER_ERROR = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -134,14 +135,6 @@ class ProviderMetadata:
     token_auth_method: str
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedLogin:
-    """The claims of a finished provider login: the ID token's, UserInfo's merged over them."""
-
-    subject: str
-    claims: Mapping[str, Any]
-
-
 class IdentityProvider:
     """One configured OIDC provider: discovery, the authorization URL, the code exchange,
     ID token verification and UserInfo. Metadata and keys are cached in this process."""
@@ -171,9 +164,12 @@ class IdentityProvider:
                 f"the identity provider {self.config.name!r} cannot be reached; try again later",
                 code="sso_provider_unavailable",
             ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             log.warning("SSO provider %s: %s failed: %s", self.id, what, type(exc).__name__)
             raise _bad_gateway(self.config) from None
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._metadata_fetched < METADATA_TTL_SECONDS
 
     async def metadata(self) -> ProviderMetadata:
         """The provider's discovery document, fetched on first use and again after an hour.
@@ -182,14 +178,10 @@ class IdentityProvider:
             ServiceUnavailable: the provider cannot be reached.
             BadGateway: the document is missing, malformed, or names another issuer.
         """
-        if self._metadata is not None and time.monotonic() - self._metadata_fetched < (
-            METADATA_TTL_SECONDS
-        ):
+        if self._metadata is not None and self._fresh():
             return self._metadata
         async with self._lock:
-            if self._metadata is None or time.monotonic() - self._metadata_fetched >= (
-                METADATA_TTL_SECONDS
-            ):
+            if self._metadata is None or not self._fresh():
                 url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
                 document = await self._get_json(url, "discovery")
                 self._metadata = _parse_metadata(self.config, document)
@@ -208,7 +200,13 @@ class IdentityProvider:
         return self._keys
 
     def authorization_url(
-        self, metadata: ProviderMetadata, *, redirect_uri: str, state: str, nonce: str, verifier: str
+        self,
+        metadata: ProviderMetadata,
+        *,
+        redirect_uri: str,
+        state: str,
+        nonce: str,
+        verifier: str,
     ) -> str:
         """Where to send the person's browser: code flow with PKCE S256, state and nonce."""
         url: str = prepare_grant_uri(
@@ -236,7 +234,7 @@ class IdentityProvider:
         }
         secret = self.config.client_secret.get_secret_value()
         auth: tuple[str, str] | None = None
-        if metadata.token_auth_method == "client_secret_post":
+        if metadata.token_auth_method == _CLIENT_SECRET_POST:
             form |= {"client_id": self.config.client_id, "client_secret": secret}
         else:
             # RFC 6749 §2.3.1: both halves are form-encoded before Basic encoding.
@@ -282,7 +280,11 @@ class IdentityProvider:
         except (JoseError, ValueError, TypeError):
             raise _invalid_id_token("it is not a compact JWS") from None
         algorithm = header.get("alg")
-        if not isinstance(algorithm, str) or algorithm not in metadata.id_token_algorithms:
+        if (
+            not isinstance(algorithm, str)
+            or algorithm.lower() == "none"
+            or algorithm not in metadata.id_token_algorithms
+        ):
             raise _invalid_id_token(f"algorithm {algorithm!r} is not allowed")
         try:
             if algorithm in _HMAC_ALGORITHMS:
@@ -300,7 +302,7 @@ class IdentityProvider:
             raise _invalid_id_token(type(exc).__name__) from None
         claims = dict(token.claims)
         stated = claims.get("nonce")
-        if not isinstance(stated, str) or not hmac.compare_digest(stated, nonce):
+        if not isinstance(stated, str) or not hmac.compare_digest(stated.encode(), nonce.encode()):
             raise Unauthorized(
                 "the identity provider's answer does not belong to this login",
                 code="invalid_nonce",
@@ -389,7 +391,7 @@ def _parse_metadata(config: OidcProvider, document: Any) -> ProviderMetadata:
     methods = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
     basic = isinstance(methods, list) and "client_secret_basic" in methods
     post = isinstance(methods, list) and "client_secret_post" in methods
-    auth_method = "client_secret_post" if post and not basic else "client_secret_basic"
+    auth_method = _CLIENT_SECRET_POST if post and not basic else "client_secret_basic"
     authorization_endpoint = endpoints["authorization_endpoint"]
     token_endpoint = endpoints["token_endpoint"]
     jwks_uri = endpoints["jwks_uri"]
@@ -581,7 +583,7 @@ class SsoService:
         metadata = await idp.metadata()
         state = secrets.token_urlsafe(32)
         nonce = secrets.token_urlsafe(32)
-        verifier = secrets.token_urlsafe(64)  # 86 characters; RFC 7636 asks for 43–128
+        verifier = secrets.token_urlsafe(64)  # 86 characters; RFC 7636 asks for 43 to 128
         key = keys.oidc_state(token_hash(state))
         async with self._cache.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -662,7 +664,13 @@ class SsoService:
             await self._audit_failure(client, idp.id, exc.code)
             raise
         merged = {**claims, **userinfo}
-        user = await self._provision(idp.config, subject, map_claims(idp.config, merged), client)
+        try:
+            user = await self._provision(
+                idp.config, subject, map_claims(idp.config, merged), client
+            )
+        except Conflict as exc:
+            await self._audit_failure(client, idp.id, exc.code)
+            raise
         login_code = secrets.token_urlsafe(32)
         await self._cache.set(
             keys.oidc_login_code(token_hash(login_code)),

@@ -45,6 +45,26 @@ def instance_heartbeat(instance_id: str) -> str:
     return f"{PREFIX}instance:{instance_id}"
 
 
+# An instance refreshes its heartbeat key every third of this; one that stops (SIGKILL) is
+# treated as dead, and its sockets' presence entries reaped, once the key has expired.
+INSTANCE_HEARTBEAT_TTL_SECONDS = 10
+
+
+def instances() -> str:
+    """Set: ids of the API instances that hold (or held) gateway sockets."""
+    return f"{PREFIX}instances"
+
+
+def instance_sockets(instance_id: str) -> str:
+    """Set: `<user id>:<socket id>` of each gateway socket open on an instance."""
+    return f"{PREFIX}instance:{instance_id}:sockets"
+
+
+def presence_choice(user_id: UUID | str) -> str:
+    """String: the status a user chose with `presence.set` (online, idle, dnd, offline)."""
+    return f"{PREFIX}presence:{user_id}:choice"
+
+
 def typing(channel_id: UUID | str) -> str:
     """Sorted set: user id scored by typing expiry time."""
     return f"{PREFIX}typing:{channel_id}"

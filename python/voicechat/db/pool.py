@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -19,7 +22,31 @@ else:
     Connection = asyncpg.Connection
 
 
+_queries: ContextVar[tuple[list[int], ...]] = ContextVar("db_queries", default=())
+
+
+def _count_query(_record: object) -> None:
+    # asyncpg schedules loggers with call_soon, which keeps the issuing task's context.
+    for counter in _queries.get():
+        counter[0] += 1
+
+
+@contextmanager
+def count_queries() -> Iterator[list[int]]:
+    """Count the queries issued in this context (a request, say) into `counter[0]`.
+
+    Contexts nest: a query counts in every enclosing counter.
+    """
+    counter = [0]
+    token = _queries.set((*_queries.get(), counter))
+    try:
+        yield counter
+    finally:
+        _queries.reset(token)
+
+
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    conn.add_query_logger(_count_query)
     # JSONB columns come back as Python objects, not strings.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

@@ -1,0 +1,195 @@
+"""`/channels/{id}/messages`, `/messages/{id}`: history, sending, editing, deleting."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, Field, model_validator
+
+from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.schemas import Body, EncryptedBody, Message
+from voicechat.chat.permissions import ChannelAccess, Permission, require
+from voicechat.db.pool import Connection
+from voicechat.db.repositories.messages import MessageRepository
+from voicechat.errors import BadRequest, Forbidden, NotFound
+from voicechat.events import Event
+
+router = APIRouter(tags=["messages"])
+
+MAX_CONTENT = 4000
+MAX_ATTACHMENTS = 10
+
+
+class MessagePage(BaseModel):
+    messages: list[Message]
+    has_more: bool
+
+
+class MessageCreate(Body):
+    """Plain `{content}` or, in encrypted channels, the SPEC §5 ciphertext fields."""
+
+    content: str | None = Field(None, max_length=MAX_CONTENT)
+    reply_to: UUID | None = None
+    attachments: list[UUID] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    nonce: str | None = Field(None, min_length=1, max_length=64)
+    algorithm: str | None = Field(None, min_length=1, max_length=64)
+    ciphertext: str | None = Field(None, min_length=1, max_length=65536)
+    sender_key: str | None = Field(None, min_length=1, max_length=128)
+    session_id: str | None = Field(None, min_length=1, max_length=128)
+    device_id: str | None = Field(None, min_length=1, max_length=64)
+
+    def encrypted_body(self) -> EncryptedBody | None:
+        """The ciphertext form, if this is one."""
+        fields = (self.algorithm, self.ciphertext, self.sender_key, self.session_id, self.device_id)
+        if all(f is None for f in fields):
+            return None
+        if any(f is None for f in fields):
+            raise BadRequest(
+                "the encrypted form needs algorithm, ciphertext, sender_key, session_id and "
+                "device_id",
+                code="incomplete_ciphertext",
+            )
+        return EncryptedBody(
+            algorithm=self.algorithm or "",
+            ciphertext=self.ciphertext or "",
+            sender_key=self.sender_key or "",
+            session_id=self.session_id or "",
+            device_id=self.device_id or "",
+        )
+
+
+class MessageEdit(MessageCreate):
+    @model_validator(mode="after")
+    def _only_body(self) -> MessageEdit:
+        if self.reply_to is not None or self.attachments or self.nonce is not None:
+            raise ValueError("only the content (or ciphertext) of a message can be edited")
+        return self
+
+
+def _body_for(
+    access: ChannelAccess, body: MessageCreate, *, allow_empty: bool
+) -> tuple[str | None, dict[str, str] | None]:
+    """Check the body fits the channel: ciphertext only where encrypted, plaintext elsewhere."""
+    encrypted = body.encrypted_body()
+    if access.channel.encrypted:
+        if body.content is not None:
+            raise BadRequest(
+                "this channel is end-to-end encrypted: send the encrypted form, not content",
+                code="encryption_required",
+            )
+        if encrypted is None:
+            raise BadRequest("send the encrypted form", code="encryption_required")
+        return None, encrypted.model_dump()
+    if encrypted is not None:
+        raise BadRequest("this channel is not encrypted: send content", code="not_encrypted")
+    content = body.content or ""
+    if not content.strip() and not allow_empty:
+        raise BadRequest("a message needs content or an attachment", code="empty_message")
+    return content, None
+
+
+async def _visible_message(
+    db: Connection, user_id: UUID, message_id: UUID
+) -> tuple[asyncpg.Record, ChannelAccess]:
+    """The message and the caller's access to its channel; one 404 whichever is hidden."""
+    try:
+        record = await MessageRepository(db).get(message_id)
+        access = await require(db, user_id, record["channel_id"], Permission.VIEW_CHANNEL)
+    except NotFound:
+        raise NotFound("no such message", code="message_not_found") from None
+    return record, access
+
+
+@router.get("/channels/{channel_id}/messages", response_model=MessagePage)
+async def list_messages(
+    channel_id: UUID,
+    caller: CurrentUser,
+    db: Db,
+    before: UUID | None = None,
+    after: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> MessagePage:
+    """A page of history, newest first. Two queries whatever the page size."""
+    await require(db, caller.user_id, channel_id, Permission.VIEW_CHANNEL)
+    rows, more = await MessageRepository(db).page(
+        channel_id, before=before, after=after, limit=limit
+    )
+    return MessagePage(messages=[Message.of(r) for r in rows], has_more=more)
+
+
+@router.post(
+    "/channels/{channel_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Message,
+    responses={200: {"model": Message, "description": "a resend with a known nonce"}},
+)
+async def send_message(
+    channel_id: UUID,
+    body: MessageCreate,
+    caller: CurrentUser,
+    db: Db,
+    resources: Res,
+    response: Response,
+) -> Message:
+    """Send a message; a resend with the same `nonce` returns the first one (200)."""
+    access = await require(db, caller.user_id, channel_id, Permission.SEND_MESSAGES)
+    if access.channel.type in ("voice", "category"):
+        raise BadRequest("messages go to text channels and DMs", code="not_a_text_channel")
+    if body.attachments and not access.allows(Permission.UPLOAD_FILES):
+        raise Forbidden("you need the upload_files permission here", code="missing_permission")
+    content, content_enc = _body_for(access, body, allow_empty=bool(body.attachments))
+    record, created = await MessageRepository(db).create(
+        channel_id=channel_id,
+        user_id=caller.user_id,
+        content=content,
+        content_enc=content_enc,
+        nonce=body.nonce,
+        reply_to=body.reply_to,
+        attachments=body.attachments,
+    )
+    message = Message.of(record)
+    if created:
+        await resources.events.publish(
+            Event("message.new", message.model_dump(mode="json"), channel_id=channel_id)
+        )
+    else:
+        response.status_code = status.HTTP_200_OK
+    return message
+
+
+@router.patch("/messages/{message_id}", response_model=Message)
+async def edit_message(
+    message_id: UUID, body: MessageEdit, caller: CurrentUser, db: Db, resources: Res
+) -> Message:
+    """Replace a message's content; only its author may."""
+    repo = MessageRepository(db)
+    record, access = await _visible_message(db, caller.user_id, message_id)
+    if record["user_id"] != caller.user_id:
+        raise Forbidden("only the author can edit a message", code="not_author")
+    content, content_enc = _body_for(access, body, allow_empty=bool(record["attachments"]))
+    message = Message.of(await repo.edit(message_id, content=content, content_enc=content_enc))
+    await resources.events.publish(
+        Event("message.edit", message.model_dump(mode="json"), channel_id=message.channel_id)
+    )
+    return message
+
+
+@router.delete("/messages/{message_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
+    """Delete a message: its author, or anyone with `manage_messages` in the channel."""
+    repo = MessageRepository(db)
+    record, access = await _visible_message(db, caller.user_id, message_id)
+    if record["user_id"] != caller.user_id and not access.allows(Permission.MANAGE_MESSAGES):
+        raise Forbidden("you need the manage_messages permission here", code="missing_permission")
+    await repo.delete(message_id)
+    await resources.events.publish(
+        Event(
+            "message.delete",
+            {"id": str(message_id), "channel_id": str(record["channel_id"])},
+            channel_id=record["channel_id"],
+        )
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,146 @@
+"""`/roles`, `/users/{id}/roles/{role_id}`: roles and who holds them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, Field, field_validator
+
+from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.schemas import Body
+from voicechat.chat.permissions import ALL_PERMISSIONS, Permission, require_global
+from voicechat.db.repositories.roles import Role, RoleRepository
+from voicechat.errors import Forbidden
+from voicechat.events import Event
+
+router = APIRouter(tags=["roles"])
+
+
+def _known(permissions: list[str] | None) -> list[str] | None:
+    if permissions is None:
+        return None
+    unknown = sorted(set(permissions) - ALL_PERMISSIONS)
+    if unknown:
+        raise ValueError(f"unknown permission {unknown[0]!r}")
+    return sorted(set(permissions))
+
+
+class RoleCreate(Body):
+    name: str = Field(min_length=1, max_length=64)
+    color: int = Field(0, ge=0, le=0xFFFFFF)
+    permissions: list[str] = Field(default_factory=list, max_length=len(ALL_PERMISSIONS))
+    position: int = Field(1, ge=1, le=999)
+
+    _perms = field_validator("permissions")(_known)
+
+
+class RoleUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    color: int | None = Field(None, ge=0, le=0xFFFFFF)
+    permissions: list[str] | None = Field(None, max_length=len(ALL_PERMISSIONS))
+    position: int | None = Field(None, ge=0, le=999)
+
+    _perms = field_validator("permissions")(_known)
+
+
+class RoleOut(BaseModel):
+    id: UUID
+    name: str
+    color: int
+    permissions: list[str]
+    position: int
+    is_default: bool
+
+    @classmethod
+    def of(cls, role: Role) -> RoleOut:
+        return cls(
+            id=role.id,
+            name=role.name,
+            color=role.color,
+            permissions=role.permissions,
+            position=role.position,
+            is_default=role.is_default,
+        )
+
+
+def _no_escalation(granted: frozenset[str], permissions: list[str]) -> None:
+    """Nobody hands out a permission they do not hold themselves."""
+    missing = sorted(set(permissions) - granted)
+    if missing:
+        raise Forbidden(
+            f"you cannot grant {missing[0]} without holding it", code="permission_escalation"
+        )
+
+
+async def _roles_changed(resources: Res) -> None:
+    # Visibility may change for anyone: gateways refresh their cached channel sets.
+    await resources.events.publish(Event("roles.update", {}, user_ids=()))
+
+
+@router.get("/roles", response_model=list[RoleOut])
+async def list_roles(_caller: CurrentUser, db: Db) -> list[RoleOut]:
+    """All roles, highest position first."""
+    return [RoleOut.of(r) for r in await RoleRepository(db).all()]
+
+
+@router.post("/roles", status_code=status.HTTP_201_CREATED, response_model=RoleOut)
+async def create_role(body: RoleCreate, caller: CurrentUser, db: Db) -> RoleOut:
+    """Create a role (needs `manage_roles`, and every permission it grants)."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    _no_escalation(granted, body.permissions)
+    role = await RoleRepository(db).create(body.name, body.color, body.permissions, body.position)
+    return RoleOut.of(role)
+
+
+@router.patch("/roles/{role_id}", response_model=RoleOut)
+async def update_role(
+    role_id: UUID, body: RoleUpdate, caller: CurrentUser, db: Db, resources: Res
+) -> RoleOut:
+    """Edit a role (needs `manage_roles`, and every permission it ends up granting)."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    repo = RoleRepository(db)
+    current = await repo.get(role_id)
+    _no_escalation(granted, current.permissions)
+    changes = body.model_dump(exclude_none=True)
+    _no_escalation(granted, changes.get("permissions", []))
+    role = await repo.update(role_id, changes)
+    await _roles_changed(resources)
+    return RoleOut.of(role)
+
+
+@router.delete("/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
+    """Delete a role (not the default one)."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    repo = RoleRepository(db)
+    _no_escalation(granted, (await repo.get(role_id)).permissions)
+    await repo.delete(role_id)
+    await _roles_changed(resources)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/users/{user_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def assign_role(
+    user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
+) -> Response:
+    """Give a user a role (needs `manage_roles` and the role's permissions)."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    repo = RoleRepository(db)
+    _no_escalation(granted, (await repo.get(role_id)).permissions)
+    await repo.assign(user_id, role_id)
+    await _roles_changed(resources)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/users/{user_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def unassign_role(
+    user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
+) -> Response:
+    """Take a role from a user."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    repo = RoleRepository(db)
+    _no_escalation(granted, (await repo.get(role_id)).permissions)
+    await repo.unassign(user_id, role_id)
+    await _roles_changed(resources)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

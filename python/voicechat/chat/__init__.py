@@ -1,0 +1,1 @@
+"""Chat: channels, roles and permissions, messages, DMs."""
