@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(
         None, description="file:///path or s3://bucket; unset stores files in the data dir."
     )
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, le=5 * 1024**3, description="Largest upload; 413 above it."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, pattern=r"^https?://", description="S3-compatible endpoint; unset: AWS."
+    )
+    s3_region: str | None = Field(None, description="The bucket's region; unset: boto3's.")
+    s3_access_key_id: str | None = Field(
+        None, description="With the secret below; unset: boto3's credential chain."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
     media_port: Port = Field(10000, description="UDP port of the SFU.")
     public_ip: IPv4Address | IPv6Address = Field(
         IPv4Address("127.0.0.1"), description="Address put in ICE candidates."
@@ -272,7 +283,18 @@ class Settings(BaseSettings):
     def _production_rules(self) -> Settings:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("VOICECHAT_DB_POOL_MIN must not exceed VOICECHAT_DB_POOL_MAX")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "VOICECHAT_S3_ACCESS_KEY_ID and VOICECHAT_S3_SECRET_ACCESS_KEY go together"
+            )
         if self.env is Environment.PRODUCTION:
+            if (
+                self.s3_secret_access_key is not None
+                and self.s3_secret_access_key.get_secret_value().lower() in _PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    "VOICECHAT_S3_SECRET_ACCESS_KEY: production refuses a default secret"
+                )
             if (
                 self.master_key is None
                 or self.master_key.get_secret_value().lower() in _PLACEHOLDER_SECRETS
@@ -357,5 +379,12 @@ def describe_validation_error(exc: ValidationError, *, flags: Collection[str] = 
 
 
 _SECRET_FIELDS = frozenset(
-    {"database_url", "valkey_url", "master_key", "jwt_private_key", "oidc_providers"}
+    {
+        "database_url",
+        "valkey_url",
+        "master_key",
+        "jwt_private_key",
+        "oidc_providers",
+        "s3_secret_access_key",
+    }
 )

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 MFA_CHALLENGE_TTL_SECONDS = 300
 MFA_CHALLENGE_ATTEMPTS = 5
 # Serialises "is this the first user?" across instances; any constant shared by all of them.
-_FIRST_USER_LOCK = 0x766F6175  # "voau"
+FIRST_USER_LOCK = 0x766F6175  # "voau"
 _LOGIN_FAILED = "invalid username or password"
 
 
@@ -114,7 +114,7 @@ class AuthService:
         await self.limits.hit(self.settings.rate_limit_register_ip, "register-ip", client.ip)
         password_hash = await self.passwords.hash(password)
         async with self._db.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _FIRST_USER_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FIRST_USER_LOCK)
             users = UserRepository(conn)
             first = await users.count() == 0
             user = await users.create(

@@ -137,7 +137,7 @@ async def login(
         sso = resources.sso
         if sso is None:
             raise NotFound("no such SSO provider", code="unknown_provider")
-        url = await sso.start(body.provider, body.redirect_uri)
+        url = await sso.start(body.provider, body.redirect_uri, client)
         return SsoStartResponse(authorization_url=url)
     assert body.username is not None
     assert body.password is not None

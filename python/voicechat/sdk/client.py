@@ -1,0 +1,367 @@
+"""The REST side of the SDK, with silent token refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from uuid import UUID
+
+import httpx
+
+from voicechat.sdk.errors import AuthError, MfaRequired, error_from_response
+from voicechat.sdk.gateway import Gateway, GatewayEvent
+from voicechat.sdk.models import Channel, Me, Message, Role, User
+
+_REFRESHABLE = {"invalid_token"}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of history, newest first."""
+
+    messages: list[Message]
+    has_more: bool
+
+
+class Client:
+    """An async voicechat client. Use as `async with Client(url) as chat:`.
+
+    Args:
+        base_url: the server, e.g. `http://127.0.0.1:8080`.
+        timeout: seconds per HTTP request.
+        transport: an httpx transport (tests use an in-process ASGI one).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = "voicechat-sdk",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": user_agent},
+        )
+        self.access_token: str | None = None
+        self.refresh_token: str | None = None
+        self.user: Me | None = None
+        self._mfa_token: str | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._gateway: Gateway | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the gateway and the HTTP connections (does not log out)."""
+        if self._gateway is not None:
+            await self._gateway.close()
+        await self._http.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, auth: bool = True, retry: bool = True, **kwargs: Any
+    ) -> Any:
+        headers = dict(kwargs.pop("headers", {}))
+        if auth and self.access_token is not None:
+            headers["Authorization"] = f"Bearer {self.access_token}"
+        response = await self._http.request(method, path, headers=headers, **kwargs)
+        if response.status_code == 401 and auth and retry and self.refresh_token is not None:
+            code = _error_code(response)
+            if code in _REFRESHABLE:
+                await self.refresh(stale=self.access_token)
+                return await self._request(method, path, auth=auth, retry=False, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_from_response(
+                response.status_code, body, response.headers.get("retry-after")
+            )
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _take_tokens(self, body: dict[str, Any]) -> Me:
+        if body.get("mfa_required"):
+            self._mfa_token = body["mfa_token"]
+            raise MfaRequired(body["mfa_token"])
+        self.access_token = body["access_token"]
+        self.refresh_token = body["refresh_token"]
+        self.user = Me.model_validate(body["user"])
+        return self.user
+
+    # -- auth -------------------------------------------------------------------------------
+
+    async def register(
+        self,
+        username: str,
+        password: str,
+        *,
+        email: str | None = None,
+        display_name: str | None = None,
+    ) -> Me:
+        """Create an account and log in as it."""
+        body: dict[str, Any] = {"username": username, "password": password}
+        if email is not None:
+            body["email"] = email
+        if display_name is not None:
+            body["display_name"] = display_name
+        return self._take_tokens(
+            await self._request("POST", "/auth/register", auth=False, json=body)
+        )
+
+    async def login(self, username: str, password: str) -> Me:
+        """Log in with a password.
+
+        Raises:
+            MfaRequired: the account has MFA on; call :meth:`verify_mfa` with a code.
+            AuthError: wrong username or password.
+        """
+        body = {"username": username, "password": password}
+        return self._take_tokens(await self._request("POST", "/auth/login", auth=False, json=body))
+
+    async def verify_mfa(self, code: str) -> Me:
+        """Finish a login that raised :class:`MfaRequired`."""
+        if self._mfa_token is None:
+            raise RuntimeError("no login is waiting for a code")
+        body = {"mfa_token": self._mfa_token, "code": code}
+        me = self._take_tokens(
+            await self._request("POST", "/auth/mfa/verify", auth=False, json=body)
+        )
+        self._mfa_token = None
+        return me
+
+    async def sso_start(self, provider: str, redirect_uri: str) -> str:
+        """The provider's authorization URL to open in a browser."""
+        body = {"provider": provider, "redirect_uri": redirect_uri}
+        answer = await self._request("POST", "/auth/login", auth=False, json=body)
+        return str(answer["authorization_url"])
+
+    async def sso_exchange(self, login_code: str) -> Me:
+        """Finish an SSO login with the one-time code from the loopback redirect."""
+        answer = await self._request(
+            "POST", "/auth/oidc/exchange", auth=False, json={"login_code": login_code}
+        )
+        return self._take_tokens(answer)
+
+    def use_tokens(self, access_token: str, refresh_token: str) -> None:
+        """Resume a session from stored tokens."""
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+
+    async def refresh(self, *, stale: str | None = None) -> None:
+        """Rotate the token pair. Concurrent callers share one refresh.
+
+        Raises:
+            AuthError: the session has ended; log in again.
+        """
+        async with self._refresh_lock:
+            if stale is not None and self.access_token != stale:
+                return  # another task refreshed while we waited
+            if self.refresh_token is None:
+                raise AuthError(401, "missing_token", "not logged in")
+            answer = await self._request(
+                "POST", "/auth/refresh", auth=False, json={"refresh_token": self.refresh_token}
+            )
+            self._take_tokens(answer)
+
+    async def logout(self) -> None:
+        """End this session on the server."""
+        await self._request("POST", "/auth/logout", json={"refresh_token": self.refresh_token})
+        self.access_token = self.refresh_token = None
+
+    async def me(self) -> Me:
+        """The logged-in user's profile."""
+        self.user = Me.model_validate(await self._request("GET", "/users/@me"))
+        return self.user
+
+    async def update_me(self, **changes: Any) -> Me:
+        """Change display_name, status, email or avatar."""
+        self.user = Me.model_validate(await self._request("PATCH", "/users/@me", json=changes))
+        return self.user
+
+    async def get_user(self, user_id: UUID | str) -> User:
+        """Someone's public profile."""
+        return User.model_validate(await self._request("GET", f"/users/{user_id}"))
+
+    # -- channels ---------------------------------------------------------------------------
+
+    async def channels(self) -> list[Channel]:
+        """Every channel you can see."""
+        return [Channel.model_validate(c) for c in await self._request("GET", "/channels")]
+
+    async def channel(self, channel_id: UUID | str) -> Channel:
+        """One channel."""
+        return Channel.model_validate(await self._request("GET", f"/channels/{channel_id}"))
+
+    async def channel_by_name(self, name: str) -> Channel:
+        """The first visible channel with this name.
+
+        Raises:
+            LookupError: none has it.
+        """
+        for channel in await self.channels():
+            if channel.name == name:
+                return channel
+        raise LookupError(f"no channel named {name!r}")
+
+    async def create_channel(
+        self,
+        name: str,
+        type: Literal["text", "voice", "category"] = "text",
+        **options: Any,
+    ) -> Channel:
+        """Create a channel (needs manage_channels)."""
+        body = {"name": name, "type": type, **options}
+        return Channel.model_validate(await self._request("POST", "/channels", json=body))
+
+    async def dm(self, *user_ids: UUID | str) -> Channel:
+        """The DM with these users (created if needed)."""
+        body = {"user_ids": [str(u) for u in user_ids]}
+        return Channel.model_validate(await self._request("POST", "/dms", json=body))
+
+    async def roles(self) -> list[Role]:
+        """All roles."""
+        return [Role.model_validate(r) for r in await self._request("GET", "/roles")]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def messages(
+        self,
+        channel_id: UUID | str,
+        *,
+        before: UUID | str | None = None,
+        after: UUID | str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """One page of history, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = str(before)
+        if after is not None:
+            params["after"] = str(after)
+        answer = await self._request("GET", f"/channels/{channel_id}/messages", params=params)
+        return Page([Message.model_validate(m) for m in answer["messages"]], answer["has_more"])
+
+    async def history(
+        self, channel_id: UUID | str, *, page_size: int = 100
+    ) -> AsyncIterator[Message]:
+        """Every message of a channel, newest first, fetched page by page."""
+        before: UUID | None = None
+        while True:
+            page = await self.messages(channel_id, before=before, limit=page_size)
+            for message in page.messages:
+                yield message
+            if not page.has_more or not page.messages:
+                return
+            before = page.messages[-1].id
+
+    async def send(
+        self,
+        channel_id: UUID | str,
+        content: str | None = None,
+        *,
+        reply_to: UUID | str | None = None,
+        attachments: list[UUID | str] | None = None,
+        nonce: str | None = None,
+        encrypted: dict[str, str] | None = None,
+    ) -> Message:
+        """Send a message. A nonce is generated so a retried send never duplicates."""
+        body: dict[str, Any] = {"nonce": nonce or uuid.uuid4().hex}
+        if content is not None:
+            body["content"] = content
+        if encrypted is not None:
+            body.update(encrypted)
+        if reply_to is not None:
+            body["reply_to"] = str(reply_to)
+        if attachments:
+            body["attachments"] = [str(a) for a in attachments]
+        answer = await self._request("POST", f"/channels/{channel_id}/messages", json=body)
+        return Message.model_validate(answer)
+
+    async def edit(self, message_id: UUID | str, content: str) -> Message:
+        """Replace your message's content."""
+        answer = await self._request("PATCH", f"/messages/{message_id}", json={"content": content})
+        return Message.model_validate(answer)
+
+    async def delete(self, message_id: UUID | str) -> None:
+        """Delete a message (yours, or any with manage_messages)."""
+        await self._request("DELETE", f"/messages/{message_id}")
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        file: Path | bytes,
+        *,
+        filename: str | None = None,
+        channel_id: UUID | str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file (to attach to a message in `channel_id`, or as an avatar)."""
+        if isinstance(file, Path):
+            name = filename or file.name
+            content = await asyncio.to_thread(file.read_bytes)
+        else:
+            name, content = filename or "file", file
+        data = {"channel_id": str(channel_id)} if channel_id is not None else None
+        answer: dict[str, Any] = await self._request(
+            "POST", "/upload", files={"file": (name, content)}, data=data
+        )
+        return answer
+
+    async def download(self, file_id: UUID | str) -> bytes:
+        """A file's bytes."""
+        headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        response = await self._http.get(f"/files/{file_id}", headers=headers)
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, response.json(), None)
+        return response.content
+
+    # -- gateway ----------------------------------------------------------------------------
+
+    @property
+    def gateway(self) -> Gateway:
+        """The WebSocket gateway connection (connects on first use)."""
+        if self._gateway is None:
+            self._gateway = Gateway(self)
+        return self._gateway
+
+    def events(self) -> AsyncIterator[GatewayEvent]:
+        """Server events as they arrive; reconnects (and re-authenticates) by itself."""
+        return self.gateway.events()
+
+    async def typing(self, channel_id: UUID | str) -> None:
+        """Show that you are typing in a channel (for 8 seconds)."""
+        await self.gateway.request("typing.start", {"channel_id": str(channel_id)})
+
+    async def set_presence(self, status: Literal["online", "idle", "dnd", "offline"]) -> None:
+        """Set your presence."""
+        await self.gateway.request("presence.set", {"status": status})
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
