@@ -147,8 +147,9 @@ class Settings(BaseSettings):
     )
     rate_limit_login_ip: str = Field("50/5minutes", description="Login attempts per client IP.")
     rate_limit_register_ip: str = Field("10/hour", description="Registrations per client IP.")
-    rate_limit_refresh: str = Field("30/minute", description="Refreshes per session and per IP.")
+    rate_limit_refresh: str = Field("30/minute", description="Refreshes per account and per IP.")
     rate_limit_mfa: str = Field("5/5minutes", description="MFA code attempts per account.")
+    rate_limit_mfa_ip: str = Field("20/5minutes", description="MFA code attempts per client IP.")
     oidc_providers: list[OidcProvider] = Field(
         default_factory=list, description="SSO providers, as a JSON list."
     )
@@ -244,6 +245,7 @@ class Settings(BaseSettings):
         "rate_limit_register_ip",
         "rate_limit_refresh",
         "rate_limit_mfa",
+        "rate_limit_mfa_ip",
     )
     @classmethod
     def _rate_limit_shape(cls, value: str) -> str:

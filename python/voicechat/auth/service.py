@@ -216,6 +216,7 @@ class AuthService:
         if raw_user is None:
             raise Unauthorized("the MFA challenge expired; log in again", code="invalid_mfa_token")
         user_id = UUID(raw_user.decode() if isinstance(raw_user, bytes) else raw_user)
+        await self.limits.hit(self.settings.rate_limit_mfa_ip, "mfa-ip", client.ip)
         await self.limits.hit(self.settings.rate_limit_mfa, "mfa", str(user_id))
         if await self._cache.hincrby(key, "attempts", 1) > MFA_CHALLENGE_ATTEMPTS:
             await self._cache.delete(key)
@@ -374,6 +375,11 @@ class AuthService:
             )
         if rotation.outcome == "unknown" or rotation.user_id is None:
             raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
+        # Counted after rotation, once the account is known: a client stuck in a refresh loop
+        # is slowed down on every address it uses.
+        await self.limits.hit(
+            self.settings.rate_limit_refresh, "refresh-account", str(rotation.user_id)
+        )
         assert rotation.session_id is not None
         assert rotation.refresh_token is not None
         async with self._db.acquire() as conn:
