@@ -12,7 +12,7 @@ from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
 from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from voicechat.api.resources import Resources, open_resources
-from voicechat.api.routes import auth, channels, health, messages, roles, sso, users
+from voicechat.api.routes import auth, channels, health, keys, messages, roles, sso, users
 from voicechat.settings import Settings
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -57,4 +57,5 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(channels.router)
     app.include_router(messages.router)
     app.include_router(roles.router)
+    app.include_router(keys.router)
     return app

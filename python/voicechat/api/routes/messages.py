@@ -13,6 +13,7 @@ from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.schemas import Body, EncryptedBody, Message
 from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.keys import KeyRepository
 from voicechat.db.repositories.messages import MessageRepository
 from voicechat.errors import BadRequest, Forbidden, NotFound
 from voicechat.events import Event
@@ -151,6 +152,13 @@ async def send_message(
         attachments=body.attachments,
     )
     message = Message.of(record)
+    if created and content_enc is not None:
+        await KeyRepository(db).record_megolm_session(
+            channel_id,
+            content_enc["session_id"],
+            content_enc["sender_key"],
+            content_enc["device_id"],
+        )
     if created:
         await resources.events.publish(
             Event("message.new", message.model_dump(mode="json"), channel_id=channel_id)
