@@ -38,6 +38,10 @@ spec="."
 [ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
 log "installing voicechat${EXTRAS:+ [$EXTRAS]} and building the native module (release)"
 start=$(date +%s)
-.venv/bin/python -m pip install -q -e "$spec"
+# Development and CI install editable (the source tree is the package); the Docker image
+# installs a built wheel (VOICECHAT_INSTALL_MODE=wheel) so its venv stands alone.
+editable="-e"
+[ "${VOICECHAT_INSTALL_MODE:-editable}" = "wheel" ] && editable=""
+.venv/bin/python -m pip install -q $editable "$spec"
 log "built in $(( $(date +%s) - start ))s"
 .venv/bin/python -c 'import voicechat, voicechat._native as n; assert n.__version__ == voicechat.__version__'
