@@ -9,7 +9,9 @@ cd "$ROOT"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # System packages the test suite needs; installed only when missing.
-APT_PACKAGES=(ca-certificates procps)
+# espeak-ng: speech for the DSP tests; cmake: builds the vendored libopus; libopus0: only for
+# the opuslib reference in benches/ (voicechat itself links libopus statically).
+APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

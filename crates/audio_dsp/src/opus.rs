@@ -1,7 +1,7 @@
 //! Opus encoding and decoding with the reference libopus.
 //!
-//! libopus 1.5.2 is compiled from the source vendored in the `opus-static-sys` crate (cmake)
-//! and linked statically, so no system libopus is needed at build or run time.
+//! libopus 1.6 is compiled from the source vendored in the `opusic-sys` crate (cmake) and
+//! linked statically, so no system libopus is needed at build or run time.
 //!
 //! Audio is 48 kHz, mono or stereo (interleaved), as 16-bit PCM or as float in `[-1, 1]`.
 //! An encoder takes exactly one frame of 10, 20, 40 or 60 ms per call; a decoder takes one
@@ -17,7 +17,7 @@
 use std::ffi::{c_int, CStr};
 use std::ptr::NonNull;
 
-use opus_static_sys as ffi;
+use opusic_sys as ffi;
 
 use crate::{DspError, Result};
 
@@ -44,10 +44,9 @@ fn opus_message(code: c_int) -> String {
     text.to_string_lossy().into_owned()
 }
 
-/// Converts a `c_int` request constant of the bindings (generated as `u32`).
-#[allow(clippy::cast_possible_wrap)]
-const fn request(value: u32) -> c_int {
-    value as c_int
+/// A request constant of the bindings, as the `c_int` libopus takes.
+const fn request(value: c_int) -> c_int {
+    value
 }
 
 fn check_channels(channels: u8) -> Result<c_int> {
@@ -253,8 +252,11 @@ pub struct Encoder {
 }
 
 // SAFETY: the encoder state is plain memory owned by this value; libopus keeps no thread-local
-// or global state for it, so it may move between threads (it is not shared: no Sync).
+// or global state for it, so it may move between threads.
 unsafe impl Send for Encoder {}
+// SAFETY: every call into libopus takes `&mut self`; `&self` methods only read Rust fields, so
+// shared references never touch the state concurrently.
+unsafe impl Sync for Encoder {}
 
 impl Encoder {
     /// Creates an encoder with the given settings.
@@ -307,7 +309,7 @@ impl Encoder {
         }
     }
 
-    fn set(&mut self, req: u32, value: c_int) -> Result<()> {
+    fn set(&mut self, req: c_int, value: c_int) -> Result<()> {
         // SAFETY: every SET request used here takes one opus_int32 (= c_int) argument.
         let code = unsafe { ffi::opus_encoder_ctl(self.state.as_ptr(), request(req), value) };
         self.check(code)
@@ -325,7 +327,7 @@ impl Encoder {
             c_int::from(c.expected_loss_percent),
         )?;
         // Voice signal hint: SILK/hybrid modes, which is where in-band FEC lives.
-        self.set(ffi::OPUS_SET_SIGNAL_REQUEST, 3001)
+        self.set(ffi::OPUS_SET_SIGNAL_REQUEST, ffi::OPUS_SIGNAL_VOICE)
     }
 
     /// The settings this encoder runs with.
@@ -500,6 +502,8 @@ pub struct Decoder {
 
 // SAFETY: as for Encoder.
 unsafe impl Send for Decoder {}
+// SAFETY: as for Encoder: only `&mut self` methods call into libopus.
+unsafe impl Sync for Decoder {}
 
 impl Decoder {
     /// Creates a decoder for 1 or 2 output channels.
@@ -656,7 +660,11 @@ mod tests {
 
     #[test]
     fn links_the_vendored_libopus() {
-        assert!(libopus_version().starts_with("libopus 1.5"), "{}", libopus_version());
+        assert!(
+            libopus_version().starts_with("libopus 1.6"),
+            "{}",
+            libopus_version()
+        );
     }
 
     #[test]
@@ -705,7 +713,10 @@ mod tests {
             Err(DspError::InvalidFrameSize { len: 100, .. })
         ));
         let mut decoder = Decoder::new(1).unwrap();
-        assert!(matches!(decoder.decode(&[]), Err(DspError::CorruptPacket(_))));
+        assert!(matches!(
+            decoder.decode(&[]),
+            Err(DspError::CorruptPacket(_))
+        ));
         // TOC code 3 with a frame count of 0 is invalid.
         assert!(matches!(
             decoder.decode(&[0x03, 0x00]),

@@ -119,7 +119,8 @@ impl Resampler {
         let Some(inner) = self.inner.as_mut() else {
             return Ok(block.to_vec());
         };
-        let mut out = Vec::with_capacity(block.len() * self.rate_out as usize / self.rate_in as usize + 64);
+        let mut out =
+            Vec::with_capacity(block.len() * self.rate_out as usize / self.rate_in as usize + 64);
         for frame in block.chunks_exact(self.channels) {
             for (channel, &sample) in self.pending.iter_mut().zip(frame) {
                 channel.push(sample);
