@@ -3,6 +3,13 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# wrk drives the HTTP throughput benchmarks; libopus0 backs the opuslib reference.
+for pkg in wrk libopus0; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || {
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg"
+  }
+done
 "$ROOT/scripts/setup.sh" dev
 exec "$ROOT/.venv/bin/pytest" benches -p no:cacheprovider --benchmark-only \
   --benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name "$@"
