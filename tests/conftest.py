@@ -205,7 +205,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
     def start(env: dict[str, str] | None = None, *, wait: bool = True) -> LiveServer:
-        port = free_port()
+        port = int((env or {}).get("VOICECHAT_PORT") or free_port())
         log_path = tmp_path / f"serve-{port}.log"
         full_env = {
             **os.environ,

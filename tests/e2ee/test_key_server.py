@@ -56,12 +56,16 @@ async def test_upload_query_and_counts(alice: ApiUser, bob: ApiUser) -> None:
     assert [(d["device_id"], d["current"]) for d in listed] == [(device.device_id, True)]
 
 
-async def test_claims_hand_out_each_key_once_then_the_fallback(alice: ApiUser, bob: ApiUser) -> None:
+async def test_claims_hand_out_each_key_once_then_the_fallback(
+    alice: ApiUser, bob: ApiUser
+) -> None:
     device = TestDevice(alice.id)
     await _register(alice, device, keys=3)
     body = {"one_time_keys": {alice.id: [device.device_id]}}
     claimed = [
-        (await bob.post("/keys/claim", json=body)).json()["one_time_keys"][alice.id][device.device_id]
+        (await bob.post("/keys/claim", json=body)).json()["one_time_keys"][alice.id][
+            device.device_id
+        ]
         for _ in range(4)
     ]
     assert [c["fallback"] for c in claimed] == [False, False, False, True]

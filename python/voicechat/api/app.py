@@ -12,7 +12,18 @@ from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
 from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from voicechat.api.resources import Resources, open_resources
-from voicechat.api.routes import auth, channels, health, keys, messages, roles, sso, users
+from voicechat.api.routes import (
+    auth,
+    channels,
+    files,
+    gateway,
+    health,
+    keys,
+    messages,
+    roles,
+    sso,
+    users,
+)
 from voicechat.settings import Settings
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -54,8 +65,10 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(auth.router)
     app.include_router(sso.router)
     app.include_router(users.router)
+    app.include_router(files.router)
     app.include_router(channels.router)
     app.include_router(messages.router)
     app.include_router(roles.router)
     app.include_router(keys.router)
+    app.include_router(gateway.router)
     return app

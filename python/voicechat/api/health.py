@@ -7,7 +7,6 @@ instead of hanging the probe.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -60,9 +59,8 @@ async def check_health(resources: Resources) -> Health:
         await resources.cache.ping()
 
     async def storage() -> None:
-        directory = resources.settings.files_dir
-        if not await asyncio.to_thread(os.access, directory, os.W_OK | os.X_OK):
-            raise PermissionError(str(directory))
+        # The configured backend: the directory is writable, or the S3 bucket answers HEAD.
+        await resources.storage.probe()
 
     async def native() -> None:
         if _native.__version__ != __version__:

@@ -6,7 +6,6 @@ Opened once in the app's lifespan and closed in reverse order.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,8 +17,10 @@ from voicechat.cache import Cache, create_cache
 from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool
 from voicechat.events import EventBus
+from voicechat.gateway import Gateway
 from voicechat.keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
+from voicechat.storage import FileStorage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class Resources:
     cache: Cache
     auth: AuthService
     events: EventBus
+    storage: FileStorage
+    gateway: Gateway
     sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
@@ -48,8 +51,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     if settings.database_url is None or settings.valkey_url is None:
         raise RuntimeError("the API needs VOICECHAT_DATABASE_URL and VOICECHAT_VALKEY_URL resolved")
     server_keys = load_server_keys(settings)
-    if settings.storage_url is None or settings.storage_url.startswith("file://"):
-        os.makedirs(settings.files_dir, mode=0o700, exist_ok=True)
+    storage = await open_storage(settings, server_keys.master_key)
     pool = await create_pool(
         settings.database_url.get_secret_value(),
         min_size=settings.db_pool_min,
@@ -65,6 +67,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             auth = AuthService(settings, server_keys, pool, cache)
             # Providers are discovered on first use: one that is down must not stop start-up.
             sso = SsoService(settings, pool, cache, auth) if settings.oidc_providers else None
+            events = EventBus(cache)
+            instance_id = uuid4().hex
+            gateway = Gateway(
+                db=pool, cache=cache, auth=auth, events=events, instance_id=instance_id
+            )
+            await gateway.start()
             try:
                 yield Resources(
                     settings=settings,
@@ -72,13 +80,18 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     db=pool,
                     cache=cache,
                     auth=auth,
-                    events=EventBus(cache),
+                    events=events,
+                    storage=storage,
+                    gateway=gateway,
                     sso=sso,
+                    instance_id=instance_id,
                 )
             finally:
+                await gateway.stop()
                 if sso is not None:
                     await sso.aclose()
         finally:
             await cache.aclose()
     finally:
         await pool.close()
+        await storage.aclose()

@@ -127,7 +127,11 @@ class Gateway:
                     if not first:
                         self._push(GatewayEvent("gateway.reconnected"))
                     first = False
-                    await self._read(socket)
+                    heartbeat = asyncio.create_task(self._heartbeat(socket))
+                    try:
+                        await self._read(socket)
+                    finally:
+                        heartbeat.cancel()
             except websockets.ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd is not None else None
                 log.info("gateway closed (%s); reconnecting", code)
@@ -154,6 +158,14 @@ class Gateway:
         except AuthError:
             self._closing = True
             self._push(GatewayEvent("gateway.auth_failed"))
+
+    async def _heartbeat(self, socket: ClientConnection) -> None:
+        # The server closes sockets that stay silent for 2.5 heartbeat intervals (4002).
+        interval = float(self.session.get("heartbeat_interval") or 30.0)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                await asyncio.sleep(interval)
+                await socket.send('{"jsonrpc":"2.0","method":"ping"}')
 
     async def _authenticate(self, socket: ClientConnection) -> None:
         token = self._client.access_token

@@ -11,6 +11,7 @@ from voicechat.api.deps import CurrentUser, Db
 from voicechat.api.schemas import Body, OwnProfile, Status, UserProfile
 from voicechat.db.repositories import UserRepository
 from voicechat.errors import ValidationFailed
+from voicechat.storage import avatar_url
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -21,6 +22,9 @@ class ProfileUpdate(Body):
     display_name: str | None = Field(None, min_length=1, max_length=64)
     status: Status | None = None
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    avatar: UUID | None = Field(
+        None, description="Id of an image you uploaded without a channel; null clears."
+    )
 
 
 @router.get("/@me", response_model=OwnProfile)
@@ -32,10 +36,15 @@ async def me(caller: CurrentUser, db: Db) -> OwnProfile:
 
 @router.patch("/@me", response_model=OwnProfile)
 async def update_me(body: ProfileUpdate, caller: CurrentUser, db: Db) -> OwnProfile:
-    """Change display name, status or email."""
+    """Change display name, status, email or avatar."""
     changes = body.model_dump(exclude_unset=True)
     if "status" in changes and changes["status"] is None:
         raise ValidationFailed("status: cannot be null")
+    if "avatar" in changes:
+        avatar = changes.pop("avatar")
+        changes["avatar_url"] = (
+            None if avatar is None else await avatar_url(db, caller.user_id, avatar)
+        )
     users = UserRepository(db)
     user = await users.update_profile(caller.user_id, changes)
     return OwnProfile.own(user, await users.role_names(caller.user_id))

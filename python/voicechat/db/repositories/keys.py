@@ -184,9 +184,7 @@ class KeyRepository:
     ) -> list[asyncpg.Record]:
         """Store to-device messages for existing devices; returns the stored rows."""
         return list(
-            await self._conn.fetch(
-                INSERT_TO_DEVICE, sender_user, sender_device, type_, messages
-            )
+            await self._conn.fetch(INSERT_TO_DEVICE, sender_user, sender_device, type_, messages)
         )
 
     async def inbox(

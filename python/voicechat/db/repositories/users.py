@@ -33,6 +33,8 @@ SELECT id, username, display_name, email, password_hash, auth_method, external_i
 FROM users WHERE username = $1 AND deleted_at IS NULL
 """
 COUNT_USERS = "SELECT count(*) FROM users"
+# Presence, not a profile edit: `updated_at` stays.
+UPDATE_STATUS = "UPDATE users SET status = $2 WHERE id = $1"
 
 
 UPDATE_PASSWORD_HASH = "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1"
@@ -196,6 +198,10 @@ class UserRepository:
         if record is None:
             raise NotFound("no such user", code="user_not_found")
         return User.from_record(record)
+
+    async def set_status(self, user_id: UUID, status: Status) -> None:
+        """Store the user's presence status (the gateway keeps it current)."""
+        await self._conn.execute(UPDATE_STATUS, user_id, status)
 
     async def assign_role(self, user_id: UUID, role_name: str) -> None:
         """Give the user the role of that name, if such a role exists."""

@@ -1,0 +1,160 @@
+"""The gateway's wire protocol: JSON-RPC 2.0 text frames, error codes and close codes.
+
+See docs/gateway.md for the client's view of all of this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from voicechat.errors import Forbidden, NotFound, RateLimited, Unauthorized, VoicechatError
+
+# A text frame larger than this closes the socket with 1009. uvicorn enforces it on the
+# wire (`ws_max_size`, set from here in the CLI); the session checks it again in case the
+# app runs under a server configured otherwise.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the gateway uses."""
+
+    NORMAL = 1000
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    #: No `auth` request within the deadline, or the first request was something else.
+    NOT_AUTHENTICATED = 4001
+    #: The client stopped sending anything (not even `ping`) for longer than the timeout.
+    HEARTBEAT_TIMEOUT = 4002
+    #: The `auth` request carried a token that was refused (bad, expired, session ended).
+    AUTHENTICATION_FAILED = 4003
+    #: The client kept sending after being told it was rate limited.
+    RATE_LIMITED = 4008
+    #: The client did not read its events fast enough; its send queue filled up.
+    SLOW_CONSUMER = 4009
+
+
+class ErrorCode(IntEnum):
+    """JSON-RPC error codes: the standard ones, then the gateway's own (-32000 and below)."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    #: A domain error without a more specific code; `data.code` says which.
+    SERVER_ERROR = -32000
+    UNAUTHORIZED = -32001
+    FORBIDDEN = -32003
+    NOT_FOUND = -32004
+    RATE_LIMITED = -32029
+
+
+class RpcError(Exception):
+    """An error answer to one request; the socket stays open."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @classmethod
+    def from_domain(cls, error: VoicechatError) -> RpcError:
+        """Map a domain error to its JSON-RPC code; `data.code` keeps the snake_case code."""
+        code = ErrorCode.SERVER_ERROR
+        data: dict[str, Any] = {"code": error.code}
+        if isinstance(error, Unauthorized):
+            code = ErrorCode.UNAUTHORIZED
+        elif isinstance(error, Forbidden):
+            code = ErrorCode.FORBIDDEN
+        elif isinstance(error, NotFound):
+            code = ErrorCode.NOT_FOUND
+        elif isinstance(error, RateLimited):
+            code = ErrorCode.RATE_LIMITED
+            data["retry_after"] = error.retry_after
+        return cls(code, error.message, data)
+
+
+RequestId = str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A parsed client request; `is_notification` when it carried no id (no answer owed)."""
+
+    method: str
+    params: dict[str, Any]
+    id: RequestId
+    is_notification: bool
+
+
+class InvalidFrame(Exception):
+    """A frame that is not a usable JSON-RPC request; answered with `error`, id `request_id`."""
+
+    def __init__(self, error: RpcError, request_id: RequestId = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.request_id = request_id
+
+
+def parse_request(text: str) -> Request:
+    """Parse one text frame as a JSON-RPC 2.0 request (batches are not supported).
+
+    Raises:
+        InvalidFrame: not JSON (-32700), or not a request (-32600), or params not an
+            object (-32602).
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidFrame(RpcError(ErrorCode.PARSE_ERROR, "the frame is not valid JSON")) from None
+    if not isinstance(data, dict):
+        raise InvalidFrame(
+            RpcError(ErrorCode.INVALID_REQUEST, "send one JSON-RPC request object per frame")
+        )
+    raw_id = data.get("id")
+    request_id: RequestId = (
+        raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
+    )
+    if data.get("jsonrpc") != "2.0" or not isinstance(data.get("method"), str):
+        raise InvalidFrame(
+            RpcError(ErrorCode.INVALID_REQUEST, 'a request needs "jsonrpc": "2.0" and a "method"'),
+            request_id,
+        )
+    if "id" in data and request_id is None and raw_id is not None:
+        raise InvalidFrame(
+            RpcError(ErrorCode.INVALID_REQUEST, "a request id must be a string or an integer")
+        )
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise InvalidFrame(
+            RpcError(ErrorCode.INVALID_PARAMS, "params must be an object"), request_id
+        )
+    return Request(
+        method=data["method"], params=params, id=request_id, is_notification="id" not in data
+    )
+
+
+def _dump(message: dict[str, Any]) -> str:
+    return json.dumps(message, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+def result_frame(request_id: RequestId, result: Any) -> str:
+    """The success answer to a request."""
+    return _dump({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+def error_frame(request_id: RequestId, error: RpcError) -> str:
+    """The error answer to a request (id null when the request's id could not be read)."""
+    body: dict[str, Any] = {"code": int(error.code), "message": error.message}
+    if error.data is not None:
+        body["data"] = error.data
+    return _dump({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+
+def notification_frame(method: str, params: dict[str, Any]) -> str:
+    """A server → client notification."""
+    return _dump({"jsonrpc": "2.0", "method": method, "params": params})

@@ -1,0 +1,272 @@
+"""One gateway socket: authentication, the read loop, and a bounded send queue.
+
+Each socket runs two tasks. The reader parses and answers requests in order. The writer
+drains the send queue onto the network. Fan-out only ever calls :meth:`Socket.push`, which
+never waits: when the queue is full the socket is closed as a slow consumer, so one client
+that does not read cannot hold up the events of anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+from starlette.websockets import WebSocket
+
+from voicechat.auth.service import Authenticated
+from voicechat.errors import Unauthorized, VoicechatError
+from voicechat.gateway.protocol import (
+    CloseCode,
+    ErrorCode,
+    InvalidFrame,
+    Request,
+    RpcError,
+    error_frame,
+    parse_request,
+    result_frame,
+)
+
+if TYPE_CHECKING:
+    from voicechat.gateway.hub import Gateway, LocalUser
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """`capacity` tokens, refilled at `rate` per second."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Why the server is closing a socket."""
+
+    code: int
+    reason: str
+
+
+class Socket:
+    """A client's connection to the gateway on this instance."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
+        self.id = uuid4().hex
+        self.gateway = gateway
+        self.websocket = websocket
+        self.config = gateway.config
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.config.send_queue_size)
+        self.user: LocalUser | None = None
+        self.auth: Authenticated | None = None
+        self.closing: Closing | None = None
+        self._closed = asyncio.Event()
+        self._auth_request_id: str | int | None = None
+
+    def push(self, frame: str) -> None:
+        """Queue a frame for sending; never waits. A full queue closes the socket (4009)."""
+        if self.closing is not None:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.info("gateway socket %s closed: send queue full", self.id)
+            self.close_soon(CloseCode.SLOW_CONSUMER, "you are not reading your events fast enough")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Ask the socket's own task to close it with `code` (the first reason wins)."""
+        if self.closing is None:
+            self.closing = Closing(code, reason)
+            self._closed.set()
+
+    async def run(self) -> None:
+        """Serve the socket until it closes."""
+        await self.websocket.accept()
+        auth = await self._authenticate()
+        if auth is None:
+            return
+        self.auth = auth
+        try:
+            await self.gateway.attach(self, auth)
+        except Exception:
+            log.exception("gateway: could not register a socket")
+            await self.gateway.detach(self)
+            await self._close(CloseCode.INTERNAL_ERROR, "the server could not register you")
+            return
+        try:
+            await self._serve()
+        finally:
+            await self.gateway.detach(self)
+
+    async def _serve(self) -> None:
+        tasks = [
+            asyncio.create_task(self._read_loop()),
+            asyncio.create_task(self._write_loop()),
+            asyncio.create_task(self._closed.wait()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.closing is not None:
+            await self._close(self.closing.code, self.closing.reason)
+
+    async def _authenticate(self) -> Authenticated | None:
+        """Wait for the `auth` request; on anything else answer and close (None)."""
+        try:
+            async with asyncio.timeout(self.config.auth_timeout):
+                message = await self.websocket.receive()
+        except TimeoutError:
+            await self._close(CloseCode.NOT_AUTHENTICATED, "authenticate first (within 10 s)")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is None:
+            await self._refuse(
+                None, RpcError(ErrorCode.INVALID_REQUEST, "binary frames are not accepted")
+            )
+            return None
+        if _too_big(text, self.config.max_frame_bytes):
+            await self._close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+            return None
+        try:
+            request = parse_request(text)
+        except InvalidFrame as exc:
+            await self._refuse(exc.request_id, exc.error)
+            return None
+        if request.method != "auth":
+            await self._refuse(
+                request.id,
+                RpcError(ErrorCode.INVALID_REQUEST, 'the first request must be "auth"'),
+            )
+            return None
+        token = request.params.get("token")
+        if not isinstance(token, str) or not token:
+            await self._refuse(
+                request.id, RpcError(ErrorCode.INVALID_PARAMS, "auth needs params.token")
+            )
+            return None
+        try:
+            auth = await self.gateway.auth.authenticate(token)
+        except Unauthorized as exc:
+            await self._send_now(error_frame(request.id, RpcError.from_domain(exc)))
+            await self._close(CloseCode.AUTHENTICATION_FAILED, "authentication failed")
+            return None
+        # The answer is queued, not sent: `attach` puts it ahead of any event.
+        self._auth_request_id = request.id
+        return auth
+
+    async def _refuse(self, request_id: str | int | None, error: RpcError) -> None:
+        await self._send_now(error_frame(request_id, error))
+        await self._close(CloseCode.NOT_AUTHENTICATED, "authenticate first")
+
+    def auth_answer(self, result: dict[str, object]) -> str:
+        """The answer to the `auth` request."""
+        return result_frame(self._auth_request_id, result)
+
+    async def _read_loop(self) -> None:
+        user = self.user
+        assert user is not None
+        while True:
+            try:
+                async with asyncio.timeout(self.config.heartbeat_timeout):
+                    message = await self.websocket.receive()
+            except TimeoutError:
+                self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is not None and _too_big(text, self.config.max_frame_bytes):
+                self.close_soon(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+                return
+            request: Request | None = None
+            error: RpcError | None = None
+            request_id = None
+            if text is None:
+                error = RpcError(ErrorCode.INVALID_REQUEST, "binary frames are not accepted")
+            else:
+                try:
+                    request = parse_request(text)
+                    request_id = request.id
+                except InvalidFrame as exc:
+                    error, request_id = exc.error, exc.request_id
+            if not user.budget.take():
+                if not user.strikes.take():
+                    self.close_soon(CloseCode.RATE_LIMITED, "too many messages")
+                    return
+                error = RpcError(
+                    ErrorCode.RATE_LIMITED,
+                    "you are sending too fast; slow down",
+                    {"code": "rate_limited", "retry_after": 1},
+                )
+            if error is not None:
+                if request is None or not request.is_notification:
+                    self.push(error_frame(request_id, error))
+                continue
+            assert request is not None
+            await self._answer(request)
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            result = await self.gateway.call(self, request)
+        except RpcError as exc:
+            error = exc
+        except VoicechatError as exc:
+            error = RpcError.from_domain(exc)
+        except Exception:
+            log.exception("gateway: %s failed", request.method)
+            error = RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this request")
+        else:
+            if not request.is_notification:
+                self.push(result_frame(request.id, result))
+            return
+        if not request.is_notification:
+            self.push(error_frame(request.id, error))
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            try:
+                await self.websocket.send_text(frame)
+            except Exception:
+                # The peer is gone (or going); the reader sees the disconnect.
+                return
+
+    async def _send_now(self, frame: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.send_text(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A stalled peer may never make room for the close frame: bounded wait, then the
+        # server drops the connection when this handler returns.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.config.close_timeout):
+                await self.websocket.close(code, reason)
+
+
+def _too_big(text: str, limit: int) -> bool:
+    # A character is at most 4 bytes in UTF-8: encode only when it could matter.
+    return len(text) * 4 > limit and len(text.encode()) > limit
