@@ -78,6 +78,14 @@ async def _roles_changed(resources: Res) -> None:
     await resources.events.publish(Event("roles.update", {}, user_ids=()))
 
 
+async def _grantable_role(db: Db, caller: CurrentUser, role_id: UUID) -> RoleRepository:
+    """The roles repository, once the caller may hand out (or take back) this role."""
+    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
+    repo = RoleRepository(db)
+    _no_escalation(granted, (await repo.get(role_id)).permissions)
+    return repo
+
+
 @router.get("/roles", response_model=list[RoleOut])
 async def list_roles(_caller: CurrentUser, db: Db) -> list[RoleOut]:
     """All roles, highest position first."""
@@ -112,10 +120,7 @@ async def update_role(
 @router.delete("/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
     """Delete a role (not the default one)."""
-    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
-    repo = RoleRepository(db)
-    _no_escalation(granted, (await repo.get(role_id)).permissions)
-    await repo.delete(role_id)
+    await (await _grantable_role(db, caller, role_id)).delete(role_id)
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -125,10 +130,7 @@ async def assign_role(
     user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
 ) -> Response:
     """Give a user a role (needs `manage_roles` and the role's permissions)."""
-    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
-    repo = RoleRepository(db)
-    _no_escalation(granted, (await repo.get(role_id)).permissions)
-    await repo.assign(user_id, role_id)
+    await (await _grantable_role(db, caller, role_id)).assign(user_id, role_id)
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -137,10 +139,7 @@ async def assign_role(
 async def unassign_role(
     user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
 ) -> Response:
-    """Take a role from a user."""
-    granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
-    repo = RoleRepository(db)
-    _no_escalation(granted, (await repo.get(role_id)).permissions)
-    await repo.unassign(user_id, role_id)
+    """Take a role from a user (needs `manage_roles` and the role's permissions)."""
+    await (await _grantable_role(db, caller, role_id)).unassign(user_id, role_id)
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
