@@ -26,6 +26,7 @@ import pytest
 from fastapi import FastAPI
 from redis import Redis
 
+from tests.utils.auth import ApiUser, api_user
 from tests.utils.dirs import service_dir
 from tests.utils.net import free_port, wait_for_health
 from voicechat.api import create_app
@@ -251,3 +252,21 @@ def live_server(
             "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
         }
     )
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient) -> ApiUser:
+    """The first user to register, hence the administrator."""
+    return await api_user(client, "admin")
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient, admin: ApiUser) -> ApiUser:
+    """An ordinary member."""
+    return await api_user(client, "alice")
+
+
+@pytest.fixture
+async def bob(client: httpx.AsyncClient, admin: ApiUser) -> ApiUser:
+    """Another ordinary member."""
+    return await api_user(client, "bob")

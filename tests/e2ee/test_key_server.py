@@ -8,18 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.utils.auth import ApiUser, api_user
+from tests.utils.auth import ApiUser
 from tests.utils.devices import TestDevice
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient) -> ApiUser:
-    return await api_user(client, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, alice: ApiUser) -> ApiUser:
-    return await api_user(client, "bob")
 
 
 async def _register(user: ApiUser, device: TestDevice, keys: int = 5) -> dict:  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.utils.auth import ApiUser, api_user
+from tests.utils.auth import ApiUser
 from tests.utils.dirs import service_dir
 from tests.utils.net import free_port
 from voicechat.settings import Settings
@@ -162,22 +162,6 @@ def settings(
 
 
 UPLOAD_LIMIT = 12 * 1024 * 1024
-
-
-@pytest.fixture
-async def admin(client: httpx.AsyncClient) -> ApiUser:
-    """The first user, who is the administrator."""
-    return await api_user(client, "admin")
-
-
-@pytest.fixture
-async def alice(client: httpx.AsyncClient, admin: ApiUser) -> ApiUser:
-    return await api_user(client, "alice")
-
-
-@pytest.fixture
-async def bob(client: httpx.AsyncClient, admin: ApiUser) -> ApiUser:
-    return await api_user(client, "bob")
 
 
 @pytest.fixture
