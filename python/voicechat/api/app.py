@@ -20,6 +20,7 @@ from voicechat.api.routes import (
     health,
     keys,
     messages,
+    recipients,
     roles,
     sso,
     users,
@@ -70,5 +71,6 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(messages.router)
     app.include_router(roles.router)
     app.include_router(keys.router)
+    app.include_router(recipients.router)
     app.include_router(gateway.router)
     return app

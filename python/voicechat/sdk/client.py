@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +13,7 @@ from uuid import UUID
 
 import httpx
 
+from voicechat.sdk.crypto import Crypto, CryptoStore, TrustEvent
 from voicechat.sdk.errors import AuthError, MfaRequired, error_from_response
 from voicechat.sdk.gateway import Gateway, GatewayEvent
 from voicechat.sdk.models import Channel, Me, Message, Role, User
@@ -58,6 +59,7 @@ class Client:
         self._mfa_token: str | None = None
         self._refresh_lock = asyncio.Lock()
         self._gateway: Gateway | None = None
+        self.crypto: Crypto | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -205,6 +207,30 @@ class Client:
         """Someone's public profile."""
         return User.model_validate(await self._request("GET", f"/users/{user_id}"))
 
+    async def enable_encryption(
+        self,
+        store: CryptoStore | None = None,
+        *,
+        device_id: str | None = None,
+        on_trust_event: Callable[[TrustEvent], None] | None = None,
+    ) -> Crypto:
+        """Make this client an end-to-end encryption device (after logging in).
+
+        From then on :meth:`send` encrypts and :meth:`messages` decrypts in encrypted
+        channels and DMs; plain channels are unaffected.
+
+        Args:
+            store: where the device's keys persist (default: this process only; see
+                :func:`voicechat.sdk.crypto.default_store`).
+            device_id: the id of a new device (default: random); a stored device keeps its own.
+            on_trust_event: told about devices seen for the first time, changed keys and
+                forged devices.
+        """
+        crypto = Crypto(self, store, on_trust_event=on_trust_event)
+        await crypto.start(device_id)
+        self.crypto = crypto
+        return crypto
+
     # -- channels ---------------------------------------------------------------------------
 
     async def channels(self) -> list[Channel]:
@@ -262,7 +288,12 @@ class Client:
         if after is not None:
             params["after"] = str(after)
         answer = await self._request("GET", f"/channels/{channel_id}/messages", params=params)
-        return Page([Message.model_validate(m) for m in answer["messages"]], answer["has_more"])
+        messages = [Message.model_validate(m) for m in answer["messages"]]
+        crypto = self.crypto
+        if crypto is not None and any(m.encrypted is not None for m in messages):
+            await crypto.sync()
+            messages = [crypto.decrypt(m) for m in messages]
+        return Page(messages, answer["has_more"])
 
     async def history(
         self, channel_id: UUID | str, *, page_size: int = 100
@@ -287,8 +318,20 @@ class Client:
         nonce: str | None = None,
         encrypted: dict[str, str] | None = None,
     ) -> Message:
-        """Send a message. A nonce is generated so a retried send never duplicates."""
+        """Send a message. A nonce is generated so a retried send never duplicates.
+
+        With encryption enabled, `content` for an encrypted channel or DM is encrypted here;
+        the answer then carries the plaintext back in `content`.
+        """
         body: dict[str, Any] = {"nonce": nonce or uuid.uuid4().hex}
+        crypto = self.crypto
+        if (
+            crypto is not None
+            and content is not None
+            and encrypted is None
+            and await crypto.is_encrypted(channel_id)
+        ):
+            encrypted, content = await crypto.encrypt(channel_id, content), None
         if content is not None:
             body["content"] = content
         if encrypted is not None:
@@ -298,12 +341,19 @@ class Client:
         if attachments:
             body["attachments"] = [str(a) for a in attachments]
         answer = await self._request("POST", f"/channels/{channel_id}/messages", json=body)
-        return Message.model_validate(answer)
+        message = Message.model_validate(answer)
+        return message if crypto is None else crypto.decrypt(message)
 
     async def edit(self, message_id: UUID | str, content: str) -> Message:
-        """Replace your message's content."""
-        answer = await self._request("PATCH", f"/messages/{message_id}", json={"content": content})
-        return Message.model_validate(answer)
+        """Replace your message's content (encrypted again if the message was encrypted)."""
+        crypto = self.crypto
+        channel_id = None if crypto is None else crypto.channel_of(message_id)
+        body: dict[str, Any] = {"content": content}
+        if crypto is not None and channel_id is not None:
+            body = dict(await crypto.encrypt(channel_id, content))
+        answer = await self._request("PATCH", f"/messages/{message_id}", json=body)
+        message = Message.model_validate(answer)
+        return message if crypto is None else crypto.decrypt(message)
 
     async def delete(self, message_id: UUID | str) -> None:
         """Delete a message (yours, or any with manage_messages)."""

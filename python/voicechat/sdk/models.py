@@ -70,6 +70,8 @@ class Message(_Model):
     author: User
     content: str | None
     encrypted: dict[str, Any] | None = None
+    # Set (with content None) when an end-to-end encrypted message cannot be decrypted.
+    decryption_error: str | None = None
     nonce: str | None = None
     reply_to: UUID | None = None
     attachments: list[Attachment] = []
