@@ -9,12 +9,13 @@
 //! carried by the packet that follows it.
 //!
 //! This is the only module of the crate with `unsafe` code: the calls into libopus. Each
-//! state pointer is owned by exactly one Rust value, checked non-null at creation and freed
+//! state pointer is owned by exactly one `OwnedState`, checked non-null at creation and freed
 //! once in `Drop`; every buffer handed to libopus is a live slice whose length is passed with
 //! it.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, CStr};
+use std::fmt;
 use std::ptr::NonNull;
 
 use opusic_sys as ffi;
@@ -243,20 +244,91 @@ impl EncoderConfigBuilder {
     }
 }
 
+/// A libopus state object (`OpusEncoder`, `OpusDecoder`) and the function that frees it.
+trait LibopusState {
+    /// `opus_encoder_destroy` or `opus_decoder_destroy`.
+    const DESTROY: unsafe extern "C" fn(*mut Self);
+}
+
+impl LibopusState for ffi::OpusEncoder {
+    const DESTROY: unsafe extern "C" fn(*mut Self) = ffi::opus_encoder_destroy;
+}
+
+impl LibopusState for ffi::OpusDecoder {
+    const DESTROY: unsafe extern "C" fn(*mut Self) = ffi::opus_decoder_destroy;
+}
+
+/// The one owner of a libopus state: non-null from creation, freed exactly once on drop.
+struct OwnedState<T: LibopusState>(NonNull<T>);
+
+impl<T: LibopusState> OwnedState<T> {
+    /// Takes what an `opus_*_create` call returned, with its error out-parameter.
+    fn from_create(raw: *mut T, error: c_int) -> Result<Self> {
+        match NonNull::new(raw) {
+            Some(state) if error == 0 => Ok(Self(state)),
+            _ => Err(DspError::Codec(opus_message(error))),
+        }
+    }
+
+    /// The pointer to hand to libopus. Every libopus call may write the state, so this takes
+    /// `&mut self`: a shared reference can never reach it.
+    fn as_ptr(&mut self) -> *mut T {
+        self.0.as_ptr()
+    }
+}
+
+impl<T: LibopusState> Drop for OwnedState<T> {
+    fn drop(&mut self) {
+        // SAFETY: `from_create` took the pointer from the matching create function; it is
+        // freed exactly once, here.
+        unsafe { (T::DESTROY)(self.0.as_ptr()) }
+    }
+}
+
+// SAFETY: the state is plain heap memory owned by this value; libopus keeps no thread-local or
+// global state for it, so it may move between threads.
+unsafe impl<T: LibopusState> Send for OwnedState<T> {}
+// SAFETY: the pointer is only reachable through `&mut self` (`as_ptr`), so shared references
+// never touch the state.
+unsafe impl<T: LibopusState> Sync for OwnedState<T> {}
+
+impl<T: LibopusState> fmt::Debug for OwnedState<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The signature shared by `opus_encode` and `opus_encode_float`.
+type EncodeFn<S> = unsafe extern "C" fn(
+    *mut ffi::OpusEncoder,
+    *const S,
+    c_int,
+    *mut u8,
+    ffi::opus_int32,
+) -> ffi::opus_int32;
+
+/// A sample type libopus encodes: 16-bit PCM (`opus_encode`) or float in `[-1, 1]`
+/// (`opus_encode_float`).
+trait EncoderSample: Sized {
+    /// The libopus encode function for this sample type.
+    const ENCODE: EncodeFn<Self>;
+}
+
+impl EncoderSample for i16 {
+    const ENCODE: EncodeFn<Self> = ffi::opus_encode;
+}
+
+impl EncoderSample for f32 {
+    const ENCODE: EncodeFn<Self> = ffi::opus_encode_float;
+}
+
 /// An Opus encoder (libopus `OpusEncoder`, VoIP application).
 #[derive(Debug)]
 pub struct Encoder {
-    state: NonNull<ffi::OpusEncoder>,
+    state: OwnedState<ffi::OpusEncoder>,
     config: EncoderConfig,
     lookahead: usize,
 }
-
-// SAFETY: the encoder state is plain memory owned by this value; libopus keeps no thread-local
-// or global state for it, so it may move between threads.
-unsafe impl Send for Encoder {}
-// SAFETY: every call into libopus takes `&mut self`; `&self` methods only read Rust fields, so
-// shared references never touch the state concurrently.
-unsafe impl Sync for Encoder {}
 
 impl Encoder {
     /// Creates an encoder with the given settings.
@@ -277,12 +349,8 @@ impl Encoder {
                 &mut error,
             )
         };
-        let state = match NonNull::new(raw) {
-            Some(state) if error == 0 => state,
-            _ => return Err(DspError::Codec(opus_message(error))),
-        };
         let mut encoder = Self {
-            state,
+            state: OwnedState::from_create(raw, error)?,
             config,
             lookahead: 0,
         };
@@ -396,20 +464,7 @@ impl Encoder {
     /// [`DspError::InvalidFrameSize`] unless `pcm` holds exactly one frame;
     /// [`DspError::Codec`] if libopus fails.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>> {
-        let frame = self.check_frame(pcm.len())?;
-        let mut packet = vec![0_u8; MAX_PACKET_BYTES];
-        // SAFETY: `pcm` holds frame × channels samples (checked); `packet` has the length
-        // passed as its capacity.
-        let written = unsafe {
-            ffi::opus_encode(
-                self.state.as_ptr(),
-                pcm.as_ptr(),
-                frame,
-                packet.as_mut_ptr(),
-                MAX_PACKET_BYTES as ffi::opus_int32,
-            )
-        };
-        self.finish(packet, written)
+        self.encode_frame(pcm)
     }
 
     /// Encodes one frame of float PCM in `[-1, 1]` (interleaved if stereo) into a packet.
@@ -418,11 +473,16 @@ impl Encoder {
     ///
     /// As [`encode`](Self::encode).
     pub fn encode_float(&mut self, pcm: &[f32]) -> Result<Vec<u8>> {
+        self.encode_frame(pcm)
+    }
+
+    fn encode_frame<S: EncoderSample>(&mut self, pcm: &[S]) -> Result<Vec<u8>> {
         let frame = self.check_frame(pcm.len())?;
         let mut packet = vec![0_u8; MAX_PACKET_BYTES];
-        // SAFETY: as in `encode`.
+        // SAFETY: `pcm` holds frame × channels samples (checked); `packet` has the length
+        // passed as its capacity.
         let written = unsafe {
-            ffi::opus_encode_float(
+            (S::ENCODE)(
                 self.state.as_ptr(),
                 pcm.as_ptr(),
                 frame,
@@ -430,20 +490,9 @@ impl Encoder {
                 MAX_PACKET_BYTES as ffi::opus_int32,
             )
         };
-        self.finish(packet, written)
-    }
-
-    fn finish(&self, mut packet: Vec<u8>, written: ffi::opus_int32) -> Result<Vec<u8>> {
         let len = usize::try_from(written).map_err(|_| DspError::Codec(opus_message(written)))?;
         packet.truncate(len);
         Ok(packet)
-    }
-}
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        // SAFETY: created by opus_encoder_create, freed exactly once here.
-        unsafe { ffi::opus_encoder_destroy(self.state.as_ptr()) }
     }
 }
 
@@ -494,16 +543,11 @@ pub fn packet_samples(packet: &[u8]) -> Result<usize> {
 /// An Opus decoder (libopus `OpusDecoder`) at 48 kHz.
 #[derive(Debug)]
 pub struct Decoder {
-    state: NonNull<ffi::OpusDecoder>,
+    state: OwnedState<ffi::OpusDecoder>,
     channels: u8,
     /// Duration of the last decoded packet, the default length of a concealed frame.
     last_samples: usize,
 }
-
-// SAFETY: as for Encoder.
-unsafe impl Send for Decoder {}
-// SAFETY: as for Encoder: only `&mut self` methods call into libopus.
-unsafe impl Sync for Decoder {}
 
 impl Decoder {
     /// Creates a decoder for 1 or 2 output channels.
@@ -517,14 +561,11 @@ impl Decoder {
         let mut error: c_int = 0;
         // SAFETY: valid rate and channels; `error` is a live out-parameter.
         let raw = unsafe { ffi::opus_decoder_create(48_000, count, &mut error) };
-        match NonNull::new(raw) {
-            Some(state) if error == 0 => Ok(Self {
-                state,
-                channels,
-                last_samples: samples_per_frame(20),
-            }),
-            _ => Err(DspError::Codec(opus_message(error))),
-        }
+        Ok(Self {
+            state: OwnedState::from_create(raw, error)?,
+            channels,
+            last_samples: samples_per_frame(20),
+        })
     }
 
     /// Output channels.
@@ -628,13 +669,6 @@ fn check_conceal(samples: usize) -> Result<()> {
         });
     }
     Ok(())
-}
-
-impl Drop for Decoder {
-    fn drop(&mut self) {
-        // SAFETY: created by opus_decoder_create, freed exactly once here.
-        unsafe { ffi::opus_decoder_destroy(self.state.as_ptr()) }
-    }
 }
 
 /// The version string of the linked libopus, e.g. `"libopus 1.5.2"`.

@@ -18,9 +18,11 @@ use audio_dsp::resample::Resampler as RustResampler;
 use audio_dsp::vad::{VadConfig, VoiceActivityDetector as RustVad};
 use audio_dsp::DspError;
 use numpy::{
-    IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
+use pyo3::marker::Ungil;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 
@@ -100,13 +102,50 @@ fn read_pcm<'a>(samples: &'a Bound<'_, PyAny>) -> PyResult<PcmBytes<'a>> {
 #[pyo3(signature = (samples, /))]
 fn audio_level_dbov(py: Python<'_>, samples: &Bound<'_, PyAny>) -> PyResult<u8> {
     let pcm = read_pcm(samples)?;
-    py.detach(|| pcm.decode().map(|s| audio_dsp::audio_level_dbov(&s)))
-        .map_err(|err| dsp_error(py, err))
+    without_gil(py, || pcm.decode().map(|s| audio_dsp::audio_level_dbov(&s)))
 }
 
 // ---------------------------------------------------------------------------------------------
 // NumPy in and out. Arrays are copied out under the GIL (another thread may write them once it
 // is released), processed inside `py.detach`, and handed back as new arrays.
+
+/// Runs DSP work with the GIL released; its error becomes the matching Python exception.
+fn without_gil<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    F: Ungil + FnOnce() -> Result<T, DspError>,
+    Result<T, DspError>: Ungil,
+{
+    py.detach(work).map_err(|err| dsp_error(py, err))
+}
+
+/// A NumPy dtype audio crosses the boundary as: int16 PCM or float32 in [-1, 1]. Conversions
+/// between the two are `mixer::to_i16` and `mixer::to_f32`.
+trait Sample: Element + Copy {
+    /// The same audio in this dtype.
+    fn from_i16(samples: Vec<i16>) -> Vec<Self>;
+    /// The same audio in this dtype.
+    fn from_f32(samples: Vec<f32>) -> Vec<Self>;
+}
+
+impl Sample for i16 {
+    fn from_i16(samples: Vec<i16>) -> Vec<Self> {
+        samples
+    }
+
+    fn from_f32(samples: Vec<f32>) -> Vec<Self> {
+        mixer::to_i16(&samples)
+    }
+}
+
+impl Sample for f32 {
+    fn from_i16(samples: Vec<i16>) -> Vec<Self> {
+        mixer::to_f32(&samples)
+    }
+
+    fn from_f32(samples: Vec<f32>) -> Vec<Self> {
+        samples
+    }
+}
 
 /// Samples copied out of a NumPy array.
 enum Samples {
@@ -122,17 +161,11 @@ impl Samples {
         }
     }
 
-    fn into_f32(self) -> Vec<f32> {
+    /// The samples as `T`, converted if the array had the other dtype.
+    fn into_vec<T: Sample>(self) -> Vec<T> {
         match self {
-            Self::I16(v) => mixer::to_f32(&v),
-            Self::F32(v) => v,
-        }
-    }
-
-    fn into_i16(self) -> Vec<i16> {
-        match self {
-            Self::I16(v) => v,
-            Self::F32(v) => mixer::to_i16(&v),
+            Self::I16(v) => T::from_i16(v),
+            Self::F32(v) => T::from_f32(v),
         }
     }
 
@@ -143,6 +176,12 @@ impl Samples {
 
 fn input_error(py: Python<'_>, name: &'static str, reason: String) -> PyErr {
     dsp_error(py, DspError::InvalidArgument { name, reason })
+}
+
+/// Copies the items out in C order, whatever the array's strides.
+fn copy_array<T: Sample>(array: &Bound<'_, PyArrayDyn<T>>) -> PyResult<Vec<T>> {
+    let view = array.try_readonly()?;
+    Ok(view.as_array().iter().copied().collect())
 }
 
 /// Reads a 1-D or 2-D (frames × channels) int16 or float32 array, in C order.
@@ -165,12 +204,10 @@ fn read_samples(samples: &Bound<'_, PyAny>) -> PyResult<Samples> {
         ));
     }
     if let Ok(array) = samples.cast::<PyArrayDyn<i16>>() {
-        let view = array.try_readonly()?;
-        return Ok(Samples::I16(view.as_array().iter().copied().collect()));
+        return copy_array(array).map(Samples::I16);
     }
     if let Ok(array) = samples.cast::<PyArrayDyn<f32>>() {
-        let view = array.try_readonly()?;
-        let values: Vec<f32> = view.as_array().iter().copied().collect();
+        let values = copy_array(array)?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(input_error(
                 py,
@@ -198,20 +235,12 @@ fn seconds_to_duration(py: Python<'_>, name: &'static str, seconds: f64) -> PyRe
     })
 }
 
-fn to_numpy_i16(py: Python<'_>, samples: Vec<i16>) -> Bound<'_, PyArray1<i16>> {
-    samples.into_pyarray(py)
-}
-
-fn to_numpy_f32(py: Python<'_>, samples: Vec<f32>) -> Bound<'_, PyArray1<f32>> {
-    samples.into_pyarray(py)
-}
-
 /// A result array with the dtype of the input.
 fn to_numpy_like<'py>(py: Python<'py>, samples: Vec<f32>, int16: bool) -> Bound<'py, PyAny> {
     if int16 {
-        to_numpy_i16(py, mixer::to_i16(&samples)).into_any()
+        i16::from_f32(samples).into_pyarray(py).into_any()
     } else {
-        to_numpy_f32(py, samples).into_any()
+        samples.into_pyarray(py).into_any()
     }
 }
 
@@ -281,12 +310,10 @@ impl PyOpusEncoder {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let samples = read_samples(pcm)?;
         let encoder = &mut self.inner;
-        let packet = py
-            .detach(|| match samples {
-                Samples::I16(v) => encoder.encode(&v),
-                Samples::F32(v) => encoder.encode_float(&v),
-            })
-            .map_err(|err| dsp_error(py, err))?;
+        let packet = without_gil(py, || match samples {
+            Samples::I16(v) => encoder.encode(&v),
+            Samples::F32(v) => encoder.encode_float(&v),
+        })?;
         Ok(PyBytes::new(py, &packet))
     }
 
@@ -366,16 +393,15 @@ pub(crate) struct PyOpusDecoder {
 }
 
 impl PyOpusDecoder {
-    fn run<'py>(
+    /// Runs `job` without the GIL and returns its PCM as an array of `T`.
+    fn run<'py, T: Sample>(
         &mut self,
         py: Python<'py>,
         job: impl FnOnce(&mut Decoder) -> Result<Vec<i16>, DspError> + Send,
-    ) -> PyResult<Bound<'py, PyArray1<i16>>> {
+    ) -> PyResult<Bound<'py, PyArray1<T>>> {
         let decoder = &mut self.inner;
-        let pcm = py
-            .detach(|| job(decoder))
-            .map_err(|err| dsp_error(py, err))?;
-        Ok(to_numpy_i16(py, pcm))
+        let pcm = without_gil(py, || job(decoder).map(T::from_i16))?;
+        Ok(pcm.into_pyarray(py))
     }
 }
 
@@ -405,11 +431,7 @@ impl PyOpusDecoder {
         py: Python<'py>,
         packet: Vec<u8>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        let decoder = &mut self.inner;
-        let pcm = py
-            .detach(|| decoder.decode(&packet).map(|v| mixer::to_f32(&v)))
-            .map_err(|err| dsp_error(py, err))?;
-        Ok(to_numpy_f32(py, pcm))
+        self.run(py, move |d| d.decode(&packet))
     }
 
     /// Conceals one lost frame (default: as long as the last one).
@@ -471,7 +493,7 @@ impl PyDenoiser {
         let input = read_samples(samples)?;
         let int16 = input.is_int16();
         let denoiser = &mut self.inner;
-        let (out, probability) = py.detach(|| denoiser.process(&input.into_f32()));
+        let (out, probability) = py.detach(|| denoiser.process(&input.into_vec()));
         Ok((to_numpy_like(py, out, int16), probability))
     }
 
@@ -543,7 +565,7 @@ impl PyVoiceActivityDetector {
         frame: &Bound<'_, PyAny>,
         voice_probability: Option<f32>,
     ) -> PyResult<(u8, bool)> {
-        let samples = read_samples(frame)?.into_i16();
+        let samples: Vec<i16> = read_samples(frame)?.into_vec();
         if samples.is_empty() {
             return Err(dsp_error(
                 py,
@@ -592,9 +614,7 @@ impl PyResampler {
         let input = read_samples(samples)?;
         let int16 = input.is_int16();
         let resampler = &mut self.inner;
-        let out = py
-            .detach(|| resampler.process(&input.into_f32()))
-            .map_err(|err| dsp_error(py, err))?;
+        let out = without_gil(py, || resampler.process(&input.into_vec()))?;
         Ok(to_numpy_like(py, out, int16))
     }
 
@@ -646,17 +666,15 @@ fn mix<'py>(
         ));
     }
     let len = inputs.iter().map(Samples::len).max().unwrap_or(0);
-    let out = py
-        .detach(|| {
-            let floats: Vec<Vec<f32>> = inputs.into_iter().map(Samples::into_f32).collect();
-            let refs: Vec<(&[f32], f32)> = floats
-                .iter()
-                .map(Vec::as_slice)
-                .zip(gains.iter().copied())
-                .collect();
-            mixer::mix(len, &refs)
-        })
-        .map_err(|err| dsp_error(py, err))?;
+    let out = without_gil(py, || {
+        let floats: Vec<Vec<f32>> = inputs.into_iter().map(Samples::into_vec).collect();
+        let refs: Vec<(&[f32], f32)> = floats
+            .iter()
+            .map(Vec::as_slice)
+            .zip(gains.iter().copied())
+            .collect();
+        mixer::mix(len, &refs)
+    })?;
     Ok(to_numpy_like(py, out, int16))
 }
 
@@ -978,11 +996,9 @@ impl PyCapturePipeline {
         py: Python<'_>,
         samples: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<PyCapturedPacket>> {
-        let input = read_samples(samples)?.into_f32();
+        let input: Vec<f32> = read_samples(samples)?.into_vec();
         let pipeline = &mut self.inner;
-        let packets = py
-            .detach(|| pipeline.push(&input))
-            .map_err(|err| dsp_error(py, err))?;
+        let packets = without_gil(py, || pipeline.push(&input))?;
         Ok(packets
             .into_iter()
             .map(|inner| PyCapturedPacket { inner })
@@ -1039,6 +1055,20 @@ pub(crate) struct PyPlaybackPipeline {
     inner: RustPlayback,
 }
 
+impl PyPlaybackPipeline {
+    /// `pop` and `pop_int16`: the next frame, mixed as float32, in the dtype `T`.
+    fn pop_as<'py, T: Sample>(
+        &mut self,
+        py: Python<'py>,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyArray1<T>>> {
+        let now = seconds_to_duration(py, "now", now)?;
+        let pipeline = &mut self.inner;
+        let frame = py.detach(|| T::from_f32(pipeline.pop(now)));
+        Ok(frame.into_pyarray(py))
+    }
+}
+
 #[pymethods]
 impl PyPlaybackPipeline {
     #[new]
@@ -1084,18 +1114,12 @@ impl PyPlaybackPipeline {
 
     /// The next mixed output frame at `now` (seconds), float32 in [-1, 1].
     fn pop<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        let now = seconds_to_duration(py, "now", now)?;
-        let pipeline = &mut self.inner;
-        let frame = py.detach(|| pipeline.pop(now));
-        Ok(to_numpy_f32(py, frame))
+        self.pop_as(py, now)
     }
 
     /// As pop, as int16 PCM.
     fn pop_int16<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyArray1<i16>>> {
-        let now = seconds_to_duration(py, "now", now)?;
-        let pipeline = &mut self.inner;
-        let frame = py.detach(|| mixer::to_i16(&pipeline.pop(now)));
-        Ok(to_numpy_i16(py, frame))
+        self.pop_as(py, now)
     }
 
     /// Sets a sender's volume, 0 (muted) to 4 (+12 dB).
@@ -1233,8 +1257,7 @@ impl PyNativeBench {
 
     /// Runs `frames` 20 ms frames of the operation without leaving Rust.
     fn run(&mut self, py: Python<'_>, frames: usize) -> PyResult<()> {
-        py.detach(|| self.run_frames(frames))
-            .map_err(|err| dsp_error(py, err))
+        without_gil(py, || self.run_frames(frames))
     }
 }
 
