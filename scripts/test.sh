@@ -11,7 +11,8 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # System packages the test suite needs; installed only when missing.
 # espeak-ng: speech for the DSP tests; cmake: builds the vendored libopus; libopus0: only for
 # the opuslib reference in benches/ (voicechat itself links libopus statically).
-APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0)
+# chromium: headless browser interop with the SFU (tests/voice/test_chromium.py).
+APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0 chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -37,7 +38,7 @@ PY="$ROOT/.venv/bin"
 log "cargo fmt --check";     cargo fmt --all --check
 log "cargo clippy";          cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test";            cargo test --workspace --locked
-log "ruff";                  "$PY/ruff" check python tests benches && "$PY/ruff" format --check python tests benches
+log "ruff";                  "$PY/ruff" check python tests benches examples && "$PY/ruff" format --check python tests benches examples
 log "mypy";                  "$PY/mypy"
 log "stubtest _native.pyi";  "$PY/python" -m mypy.stubtest voicechat._native
 log "pytest";                "$PY/pytest" "$@"

@@ -150,6 +150,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "log_format": "text",
             # Tests sign many users up from one address; rate-limit tests set their own.
             "rate_limit_register_ip": "1000/hour",
+            # Each app runs an SFU: let the OS pick its UDP port so apps never collide.
+            "media_port": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -213,6 +215,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             "VOICECHAT_PORT": str(port),
             "VOICECHAT_LOG_FORMAT": "json",
             "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+            "VOICECHAT_MEDIA_PORT": "0",
         }
         full_env.update(env or {})
         with log_path.open("wb") as log_file:

@@ -67,6 +67,7 @@ async def test_serve_starts_embedded_services_and_stops_them_all(
         "valkey",
         "storage",
         "native",
+        "sfu",
     }
     log = server.log
     assert "postgres  embedded" in log

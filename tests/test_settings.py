@@ -57,7 +57,9 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("VOICECHAT_PORT", "abc"),
         ("VOICECHAT_PORT", "70000"),
-        ("VOICECHAT_MEDIA_PORT", "0"),
+        ("VOICECHAT_MEDIA_PORT", "-1"),
+        ("VOICECHAT_VOICE_BITRATE", "8000"),
+        ("VOICECHAT_VOICE_FRAME_MS", "15"),
         ("VOICECHAT_ENV", "staging"),
         ("VOICECHAT_DATABASE_URL", "mysql://x"),
         ("VOICECHAT_VALKEY_URL", "http://x"),

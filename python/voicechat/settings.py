@@ -118,7 +118,15 @@ class Settings(BaseSettings):
         None, description="With the secret below; unset: boto3's credential chain."
     )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
-    media_port: Port = Field(10000, description="UDP port of the SFU.")
+    media_port: int = Field(
+        10000, ge=0, le=65535, description="UDP port of the SFU (0: any free port)."
+    )
+    media_bind_ip: str = Field("127.0.0.1", description="Address the SFU's UDP socket binds.")
+    voice_bitrate: int = Field(64000, ge=24000, le=96000, description="Opus bitrate, bit/s.")
+    voice_frame_ms: Literal[10, 20, 40, 60] = Field(20, description="Opus frame length.")
+    voice_user_limit: int = Field(
+        50, ge=50, le=100, description="Most users in a voice channel without its own limit."
+    )
     public_ip: IPv4Address | IPv6Address = Field(
         IPv4Address("127.0.0.1"), description="Address put in ICE candidates."
     )

@@ -18,7 +18,7 @@ async def test_health_is_ok_with_every_component(client: httpx.AsyncClient) -> N
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"postgres", "valkey", "storage", "native"}
+    assert set(body["components"]) == {"postgres", "valkey", "storage", "native", "sfu"}
     assert all(c["status"] == "ok" for c in body["components"].values())
 
 

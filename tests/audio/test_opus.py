@@ -9,7 +9,8 @@ alignment is unique. Thresholds are about 3 dB under what libopus 1.6 reaches he
 
 from __future__ import annotations
 
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,6 +150,15 @@ def test_packet_duration_is_read_from_the_toc() -> None:
 
 def test_libopus_is_the_vendored_static_build() -> None:
     assert dsp.libopus_version().startswith("libopus 1.6")
-    # Linked into the extension module: no shared libopus is mapped into this process.
-    maps = Path("/proc/self/maps").read_text()
+    # Linked into the extension module: a fresh interpreter that loads only our module and
+    # encodes a frame maps no shared libopus (this process may hold aiortc's, via PyAV).
+    probe = (
+        "import numpy, voicechat._native.dsp as d;"
+        "d.OpusEncoder().encode(numpy.zeros(960, numpy.int16));"
+        "print(open('/proc/self/maps').read())"
+    )
+    maps = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert "_native" in maps
     assert "libopus" not in maps

@@ -108,12 +108,16 @@ async def test_invalid_frames_get_errors_and_the_socket_stays_open(served: Serve
     await ws.close()
 
 
-async def test_voice_methods_are_not_available_yet(served: Served) -> None:
+async def test_voice_methods_check_their_params(served: Served) -> None:
     alice = await make_account(served.http, "alice")
     client = await open_gateway(served.ws_url, alice.token)
-    answer = await client.request("voice.join", {"channel_id": alice.id})
-    assert answer["error"]["code"] == ErrorCode.METHOD_NOT_FOUND
-    assert "voice" in answer["error"]["message"]
+    # A user id is no channel: the voice service answers like the rest of the gateway.
+    unknown = await client.request("voice.join", {"channel_id": alice.id})
+    assert unknown["error"]["code"] == ErrorCode.NOT_FOUND
+    malformed = await client.request("voice.join", {"channel_id": "x"})
+    assert malformed["error"]["code"] == ErrorCode.INVALID_PARAMS
+    not_joined = await client.request("voice.leave", {"channel_id": alice.id})
+    assert not_joined["error"]["code"] == ErrorCode.INVALID_REQUEST
     await client.ws.close()
 
 

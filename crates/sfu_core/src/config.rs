@@ -16,14 +16,18 @@ use crate::{Result, SfuError};
 /// | `bind_ip`            | `127.0.0.1`   | any unicast or unspecified address               |
 /// | `media_port`         | `10000`       | any; `0` lets the OS pick a free port (tests)    |
 /// | `public_ip`          | none          | unicast; required when `bind_ip` is unspecified  |
-/// | `worker_threads`     | `1`           | `1..=64`                                         |
+/// | `worker_threads`     | `1`           | `1..=64`; `media_port + worker_threads - 1` fits |
 /// | `max_users_per_room` | `50`          | `1..=100`                                        |
 /// | `ice_timeout`        | 30 s          | 1 s to 300 s                                     |
 ///
-/// All peers are multiplexed on the one UDP `media_port`. `public_ip` is the address put in
+/// All peers of one media thread are multiplexed on one UDP port: thread `i` of the
+/// `worker_threads` listens on `media_port + i` (so one thread uses `media_port` alone), and
+/// each room lives on one thread. `public_ip` is the address put in
 /// ICE candidates (`VOICECHAT_PUBLIC_IP`); without it the SFU advertises `bind_ip`. A
 /// participant whose ICE consent has not been refreshed for `ice_timeout` is dropped (RFC 7675
-/// uses 30 s).
+/// uses 30 s). Consent is a STUN check the SFU answered or an authenticated RTP packet; keep
+/// `ice_timeout` well above the clients' check interval (browsers about 5 s, the native peer
+/// at most 3 s when idle) or silent participants are dropped.
 ///
 /// ```
 /// use std::time::Duration;
@@ -105,7 +109,7 @@ impl SfuConfig {
         self.public_ip.unwrap_or(self.bind_ip)
     }
 
-    /// Number of media I/O threads.
+    /// Number of media I/O threads; thread `i` listens on `media_port + i`.
     #[must_use]
     pub fn worker_threads(&self) -> usize {
         self.worker_threads
@@ -156,6 +160,17 @@ impl SfuConfig {
             self.max_users_per_room,
             &Self::MAX_USERS_PER_ROOM_RANGE,
         )?;
+        if self.media_port != 0
+            && usize::from(self.media_port) + self.worker_threads - 1 > usize::from(u16::MAX)
+        {
+            return Err(invalid(
+                "worker_threads",
+                format!(
+                    "{} threads from media_port {} run past port 65535",
+                    self.worker_threads, self.media_port
+                ),
+            ));
+        }
         if !Self::ICE_TIMEOUT_RANGE.contains(&self.ice_timeout) {
             return Err(invalid(
                 "ice_timeout",
@@ -321,6 +336,29 @@ mod tests {
             invalid_field(SfuConfig::builder().max_users_per_room(101).build()),
             "max_users_per_room"
         );
+    }
+
+    #[test]
+    fn worker_ports_must_fit() {
+        let ok = SfuConfig::builder()
+            .media_port(65_535)
+            .worker_threads(1)
+            .build();
+        assert!(ok.is_ok());
+        assert_eq!(
+            invalid_field(
+                SfuConfig::builder()
+                    .media_port(65_500)
+                    .worker_threads(40)
+                    .build()
+            ),
+            "worker_threads"
+        );
+        assert!(SfuConfig::builder()
+            .media_port(0)
+            .worker_threads(64)
+            .build()
+            .is_ok());
     }
 
     #[test]

@@ -40,6 +40,24 @@ pub enum SfuError {
     #[error("unknown participant {0}")]
     UnknownParticipant(String),
 
+    /// A participant with this id is already in a room of this SFU.
+    #[error("participant {0} is already in a room")]
+    ParticipantExists(String),
+
+    /// A room or participant id that is empty, too long or has characters other than
+    /// `A-Z a-z 0-9 _ . -` (ids appear in SDP as msid tokens).
+    #[error("invalid {what} id {id:?}: use 1 to 64 of A-Z a-z 0-9 _ . -")]
+    InvalidId {
+        /// `room` or `participant`.
+        what: &'static str,
+        /// The refused id (truncated to 80 characters).
+        id: String,
+    },
+
+    /// The media thread has stopped (the SFU or peer was closed); nothing more can be done.
+    #[error("the media thread has stopped")]
+    Stopped,
+
     /// A socket operation failed (binding the media port, sending or receiving).
     #[error("SFU I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -13,7 +13,10 @@
 //!     ├── RoomFullError(SfuError)                  RoomFull
 //!     ├── UnknownRoomError(SfuError, LookupError)  UnknownRoom
 //!     ├── UnknownParticipantError(SfuError, LookupError)  UnknownParticipant
-//!     └── SfuIoError(SfuError, OSError)            Io
+//!     ├── SfuIoError(SfuError, OSError)            Io
+//!     ├── ParticipantExistsError(SfuError)         ParticipantExists
+//!     ├── InvalidIdError(SfuError, ValueError)     InvalidId
+//!     └── SfuStoppedError(SfuError)                Stopped
 //! ```
 //!
 //! The builtin second bases let Python callers catch these the idiomatic way (`except
@@ -42,6 +45,9 @@ pub(crate) enum NativeException {
     UnknownRoom,
     UnknownParticipant,
     SfuIo,
+    ParticipantExists,
+    InvalidId,
+    SfuStopped,
 }
 
 /// The builtin exception a class also derives from, besides its native parent.
@@ -59,7 +65,7 @@ static TYPES: [PyOnceLock<Py<PyType>>; COUNT] = [const { PyOnceLock::new() }; CO
 
 impl NativeException {
     /// Every class, parents before children (the order they are added to the module).
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Native,
         Self::Dsp,
         Self::DspInput,
@@ -72,6 +78,9 @@ impl NativeException {
         Self::UnknownRoom,
         Self::UnknownParticipant,
         Self::SfuIo,
+        Self::ParticipantExists,
+        Self::InvalidId,
+        Self::SfuStopped,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -88,6 +97,9 @@ impl NativeException {
             Self::UnknownRoom => "UnknownRoomError",
             Self::UnknownParticipant => "UnknownParticipantError",
             Self::SfuIo => "SfuIoError",
+            Self::ParticipantExists => "ParticipantExistsError",
+            Self::InvalidId => "InvalidIdError",
+            Self::SfuStopped => "SfuStoppedError",
         }
     }
 
@@ -112,6 +124,12 @@ impl NativeException {
                 "A socket operation of the SFU failed; errno and strerror are set when the OS \
                  reported a code."
             }
+            Self::ParticipantExists => "A participant with this id is already in a room.",
+            Self::InvalidId => {
+                "A room or participant id that is empty, longer than 64 characters, or has \
+                 characters other than A-Z a-z 0-9 _ . -."
+            }
+            Self::SfuStopped => "The SFU or peer was closed; its media thread has stopped.",
         }
     }
 
@@ -125,18 +143,29 @@ impl NativeException {
             | Self::RoomFull
             | Self::UnknownRoom
             | Self::UnknownParticipant
-            | Self::SfuIo => Some(Self::Sfu),
+            | Self::SfuIo
+            | Self::ParticipantExists
+            | Self::InvalidId
+            | Self::SfuStopped => Some(Self::Sfu),
         }
     }
 
     fn builtin(self) -> Option<Builtin> {
         match self {
-            Self::DspInput | Self::CorruptPacket | Self::SfuConfig | Self::InvalidSdp => {
-                Some(Builtin::Value)
-            }
+            Self::DspInput
+            | Self::CorruptPacket
+            | Self::SfuConfig
+            | Self::InvalidSdp
+            | Self::InvalidId => Some(Builtin::Value),
             Self::UnknownRoom | Self::UnknownParticipant => Some(Builtin::Lookup),
             Self::SfuIo => Some(Builtin::Os),
-            Self::Native | Self::Dsp | Self::Codec | Self::Sfu | Self::RoomFull => None,
+            Self::Native
+            | Self::Dsp
+            | Self::Codec
+            | Self::Sfu
+            | Self::RoomFull
+            | Self::ParticipantExists
+            | Self::SfuStopped => None,
         }
     }
 
@@ -211,6 +240,9 @@ pub(crate) fn sfu_error(py: Python<'_>, err: SfuError) -> PyErr {
         SfuError::RoomFull { .. } => NativeException::RoomFull,
         SfuError::UnknownRoom(_) => NativeException::UnknownRoom,
         SfuError::UnknownParticipant(_) => NativeException::UnknownParticipant,
+        SfuError::ParticipantExists(_) => NativeException::ParticipantExists,
+        SfuError::InvalidId { .. } => NativeException::InvalidId,
+        SfuError::Stopped => NativeException::SfuStopped,
         SfuError::Io(io) => {
             // OSError(errno, strerror) fills in .errno and .strerror, as for the builtin errors.
             return match io.raw_os_error() {
@@ -298,6 +330,13 @@ mod tests {
             let value_errors = [
                 (config, "SfuConfigError"),
                 (SfuError::InvalidSdp("v=1".into()), "InvalidSdpError"),
+                (
+                    SfuError::InvalidId {
+                        what: "room",
+                        id: "a b".into(),
+                    },
+                    "InvalidIdError",
+                ),
             ];
             for (variant, class) in value_errors {
                 let err = sfu_error(py, variant);
@@ -321,6 +360,17 @@ mod tests {
             );
             let base = NativeException::Sfu.type_object(py).unwrap();
             assert!(err.value(py).is_instance(&base).unwrap());
+            for (variant, class) in [
+                (
+                    SfuError::ParticipantExists("p".into()),
+                    "ParticipantExistsError",
+                ),
+                (SfuError::Stopped, "SfuStoppedError"),
+            ] {
+                let err = sfu_error(py, variant);
+                assert_eq!(class_of::<PyValueError>(py, &err), (class.into(), false));
+                assert!(err.value(py).is_instance(&base).unwrap());
+            }
         });
     }
 

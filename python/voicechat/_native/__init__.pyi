@@ -23,7 +23,10 @@ Exception hierarchy::
         ├── RoomFullError
         ├── UnknownRoomError (LookupError)
         ├── UnknownParticipantError (LookupError)
-        └── SfuIoError (OSError)
+        ├── SfuIoError (OSError)
+        ├── ParticipantExistsError
+        ├── InvalidIdError (ValueError)
+        └── SfuStoppedError
 """
 
 from voicechat._native import dsp as dsp
@@ -34,12 +37,15 @@ __all__ = [
     "CorruptPacketError",
     "DspError",
     "DspInputError",
+    "InvalidIdError",
     "InvalidSdpError",
     "NativeError",
+    "ParticipantExistsError",
     "RoomFullError",
     "SfuConfigError",
     "SfuError",
     "SfuIoError",
+    "SfuStoppedError",
     "UnknownParticipantError",
     "UnknownRoomError",
     "dsp",
@@ -92,3 +98,13 @@ class SfuIoError(SfuError, OSError):
 
     `errno` and `strerror` are set when the operating system reported an error code.
     """
+
+class ParticipantExistsError(SfuError):
+    """A participant with this id is already in a room."""
+
+class InvalidIdError(SfuError, ValueError):
+    """A room or participant id that is empty, longer than 64 characters, or has characters
+    other than A-Z a-z 0-9 _ . -."""
+
+class SfuStoppedError(SfuError):
+    """The SFU or peer was closed; its media thread has stopped."""

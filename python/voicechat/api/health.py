@@ -7,12 +7,14 @@ instead of hanging the probe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from voicechat._native import UnknownRoomError
 from voicechat.api import metrics
 from voicechat.api.resources import Resources
 
@@ -48,7 +50,7 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> ComponentHealth:
 
 
 async def check_health(resources: Resources) -> Health:
-    """Probe PostgreSQL, Valkey, storage and the native module concurrently."""
+    """Probe PostgreSQL, Valkey, storage, the native module and the SFU concurrently."""
     from voicechat import __version__, _native
 
     async def postgres() -> None:
@@ -66,8 +68,17 @@ async def check_health(resources: Resources) -> Health:
         if _native.__version__ != __version__:
             raise RuntimeError("native module version mismatch")
 
-    names = ("postgres", "valkey", "storage", "native")
-    results = await asyncio.gather(*(_check(p) for p in (postgres, valkey, storage, native)))
+    async def sfu() -> None:
+        media = resources.voice.sfu
+        if media is None:
+            raise RuntimeError("the SFU is not running")
+        # Answered by the media thread: a stuck or dead thread shows as a timeout or an error.
+        with contextlib.suppress(UnknownRoomError):
+            await media.participants("health-probe")
+
+    names = ("postgres", "valkey", "storage", "native", "sfu")
+    probes = (postgres, valkey, storage, native, sfu)
+    results = await asyncio.gather(*(_check(p) for p in probes))
     components = dict(zip(names, results, strict=True))
     for name, component in components.items():
         metrics.COMPONENT_UP.labels(name).set(1 if component.status == "ok" else 0)

@@ -18,6 +18,7 @@ from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool
 from voicechat.events import EventBus
 from voicechat.gateway import Gateway
+from voicechat.gateway.voice import VoiceService
 from voicechat.keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 from voicechat.storage import FileStorage, open_storage
@@ -37,6 +38,7 @@ class Resources:
     events: EventBus
     storage: FileStorage
     gateway: Gateway
+    voice: VoiceService
     sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
@@ -73,6 +75,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 db=pool, cache=cache, auth=auth, events=events, instance_id=instance_id
             )
             await gateway.start()
+            voice = VoiceService(settings, pool, cache, gateway)
+            await voice.start()
             try:
                 yield Resources(
                     settings=settings,
@@ -83,10 +87,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     events=events,
                     storage=storage,
                     gateway=gateway,
+                    voice=voice,
                     sso=sso,
                     instance_id=instance_id,
                 )
             finally:
+                await voice.stop()
                 await gateway.stop()
                 if sso is not None:
                     await sso.aclose()

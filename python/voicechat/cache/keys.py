@@ -103,3 +103,8 @@ def oidc_state(state_hash: str) -> str:
 def oidc_login_code(code_hash: str) -> str:
     """String: JSON `{user_id, provider}` a one-time SSO `login_code` stands for; TTL 2 minutes."""
     return f"{PREFIX}oidc:code:{code_hash}"
+
+
+def instance_voice(instance_id: str) -> str:
+    """Set: `<channel id>:<user id>` of each voice participant served by an instance."""
+    return f"{PREFIX}instance:{instance_id}:voice"

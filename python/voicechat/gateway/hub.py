@@ -138,6 +138,9 @@ class Gateway:
             "typing.stop": self._typing_stop,
             "presence.set": self._presence_set,
         }
+        # Services built on the gateway (voice) clean up after sockets and dead instances.
+        self.on_detach: list[Callable[[Socket], Awaitable[None]]] = []
+        self.on_instance_dead: list[Callable[[str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
@@ -241,6 +244,11 @@ class Gateway:
         user = socket.user
         if user is None:
             return
+        for hook in self.on_detach:
+            try:
+                await hook(socket)
+            except Exception:
+                log.warning("gateway: a detach hook failed for socket %s", socket.id, exc_info=True)
         user.sockets.discard(socket)
         if not user.sockets and self.users.get(user.id) is user:
             del self.users[user.id]
@@ -376,6 +384,8 @@ class Gateway:
                     for user_id in await self.presence.reap(dead):
                         log.info("gateway: %s offline (instance %s is gone)", user_id, dead)
                         await self._went_offline(user_id)
+                    for hook in self.on_instance_dead:
+                        await hook(dead)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -15,7 +15,7 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,8 @@ class Gateway:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._handlers: dict[str, Callable[[GatewayEvent], Coroutine[Any, Any, None]]] = {}
+        self._handler_tasks: set[asyncio.Task[None]] = set()
         self.session: dict[str, Any] = {}
 
     @property
@@ -103,6 +105,13 @@ class Gateway:
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+
+    def handle(
+        self, method: str, handler: Callable[[GatewayEvent], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Route `method` notifications to `handler` instead of `events()` (a voice call
+        answers `voice.offer` itself while the application reads the rest)."""
+        self._handlers[method] = handler
 
     async def close(self) -> None:
         """Disconnect for good."""
@@ -198,7 +207,14 @@ class Gateway:
                 else:
                     future.set_result(frame.get("result"))
             elif "method" in frame:
-                self._push(GatewayEvent(frame["method"], frame.get("params") or {}))
+                event = GatewayEvent(frame["method"], frame.get("params") or {})
+                handler = self._handlers.get(event.method)
+                if handler is None:
+                    self._push(event)
+                else:
+                    task = asyncio.create_task(handler(event))
+                    self._handler_tasks.add(task)
+                    task.add_done_callback(self._handler_tasks.discard)
 
     def _push(self, event: GatewayEvent) -> None:
         try:

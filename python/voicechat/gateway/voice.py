@@ -1,0 +1,345 @@
+"""Voice signaling over the gateway (SPEC §4 `voice.*`), in front of the in-process SFU.
+
+A voice channel is a room of the SFU; a participant is a user (one voice connection per user:
+joining from a second socket moves the call there). Who is in which channel lives in Valkey
+(`keys.voice_channel`), so every API instance can answer `voice.join` with the participant list
+and clean up after a socket that closed or an instance that died.
+
+The flow for a client:
+
+1. `voice.join {channel_id}` → `{participants, ice_servers, audio}` (permission and user limit
+   checked; nothing is connected yet);
+2. `voice.offer {channel_id, sdp}` → `{sdp}`: the SFU's answer (ICE-lite, host candidates on
+   `VOICECHAT_PUBLIC_IP`, so `voice.ice` is accepted but not needed);
+3. the server then sends `voice.offer {channel_id, sdp}` notifications whenever the tracks the
+   client should receive change; the client answers with `voice.answer {channel_id, sdp}`;
+4. `voice.mute` / `voice.unmute` / `voice.leave {channel_id}`.
+
+The channel's members hear `voice.user_joined`, `voice.user_left`, `voice.speaking` and
+`voice.state`. This SFU runs inside the API process: every participant of a channel must reach
+the same instance (one API instance with voice, or sticky routing by channel; the separate
+voice node of the compose deployment is not built yet, docs/voice.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from voicechat._native import (
+    InvalidSdpError,
+    RoomFullError,
+    UnknownParticipantError,
+)
+from voicechat._native import sfu as native_sfu
+from voicechat.cache import Cache, keys
+from voicechat.chat.permissions import Permission, require
+from voicechat.db.pool import Pool
+from voicechat.errors import BadRequest, Conflict
+from voicechat.events import Event
+from voicechat.gateway.hub import Gateway
+from voicechat.gateway.protocol import ErrorCode, RpcError, notification_frame
+from voicechat.gateway.session import Socket
+from voicechat.settings import Settings
+from voicechat.voice import Sfu
+
+log = logging.getLogger(__name__)
+
+MAX_SDP_CHARS = 32 * 1024
+
+
+@dataclass(slots=True)
+class _Participant:
+    """One user in a voice channel, served by this instance."""
+
+    user_id: UUID
+    channel_id: UUID
+    socket: Socket
+    can_speak: bool
+    muted: bool
+    connected: bool = False
+    pending: list[str] = field(default_factory=list)
+
+
+class VoiceService:
+    """The `voice.*` methods and events of one API instance."""
+
+    def __init__(self, settings: Settings, db: Pool, cache: Cache, gateway: Gateway) -> None:
+        self._settings = settings
+        self._db = db
+        self._cache = cache
+        self._gateway = gateway
+        self._instance = gateway.instance_id
+        self._participants: dict[UUID, _Participant] = {}
+        self._rooms: set[UUID] = set()
+        self._lock = asyncio.Lock()
+        self._sfu: Sfu | None = None
+        self._events_task: asyncio.Task[None] | None = None
+
+    @property
+    def sfu(self) -> Sfu | None:
+        """The media plane, once started."""
+        return self._sfu
+
+    async def start(self) -> None:
+        """Start the SFU and register the gateway methods."""
+        config = native_sfu.SfuConfig(
+            bind_ip=self._settings.media_bind_ip,
+            media_port=self._settings.media_port,
+            public_ip=str(self._settings.public_ip),
+            max_users_per_room=self._settings.voice_user_limit,
+        )
+        self._sfu = await asyncio.to_thread(Sfu, config)
+        self._events_task = asyncio.create_task(self._pump_events(), name="voice-events")
+        for method, handler in {
+            "voice.join": self._join,
+            "voice.offer": self._offer,
+            "voice.answer": self._answer,
+            "voice.ice": self._ice,
+            "voice.mute": self._mute,
+            "voice.unmute": self._unmute,
+            "voice.leave": self._leave,
+        }.items():
+            self._gateway.register_method(method, handler)
+        self._gateway.on_detach.append(self._socket_closed)
+        self._gateway.on_instance_dead.append(self._instance_died)
+        host, port = self._sfu.local_addr
+        log.info("voice: SFU listening on udp %s:%d", host, port)
+
+    async def stop(self) -> None:
+        """Leave everyone and stop the SFU."""
+        for participant in list(self._participants.values()):
+            with contextlib.suppress(Exception):
+                await self._remove(participant, announce=True)
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        if self._sfu is not None:
+            await self._sfu.aclose()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _join(self, socket: Socket, params: dict[str, Any]) -> Any:
+        user_id, channel_id = _caller(socket), _channel(params)
+        async with self._db.acquire() as conn:
+            access = await require(conn, user_id, channel_id, Permission.VOICE_CONNECT)
+        if access.channel.type not in ("voice", "dm"):
+            raise BadRequest("that is not a voice channel", code="not_a_voice_channel")
+        limit = min(access.channel.user_limit or self._settings.voice_user_limit, 100)
+        async with self._lock:
+            present = await self._states(channel_id)
+            if str(user_id) not in present and len(present) >= limit:
+                raise Conflict(f"the channel is full ({limit} users)", code="voice_channel_full")
+            previous = self._participants.get(user_id)
+            if previous is not None:
+                await self._remove(previous, announce=previous.channel_id != channel_id)
+            can_speak = access.allows(Permission.VOICE_SPEAK)
+            self._participants[user_id] = _Participant(
+                user_id, channel_id, socket, can_speak=can_speak, muted=not can_speak
+            )
+        return {
+            "participants": [
+                {"user_id": uid, **state} for uid, state in present.items() if uid != str(user_id)
+            ],
+            "ice_servers": [],
+            "audio": {
+                "bitrate": self._settings.voice_bitrate,
+                "frame_ms": self._settings.voice_frame_ms,
+            },
+        }
+
+    async def _offer(self, socket: Socket, params: dict[str, Any]) -> Any:
+        participant = self._mine(socket, params)
+        sdp = _sdp(params)
+        assert self._sfu is not None
+        room = str(participant.channel_id)
+        if participant.channel_id not in self._rooms:
+            await self._sfu.create_room(room, self._settings.voice_user_limit)
+            self._rooms.add(participant.channel_id)
+        try:
+            answer = await self._sfu.join(room, str(participant.user_id), sdp)
+        except InvalidSdpError as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
+        except RoomFullError:
+            raise Conflict("the channel is full", code="voice_channel_full") from None
+        if participant.muted:
+            await self._sfu.set_muted(str(participant.user_id), True)
+        await self._record(participant)
+        await self._announce("voice.user_joined", participant, {"muted": participant.muted})
+        return {"sdp": answer}
+
+    async def _answer(self, socket: Socket, params: dict[str, Any]) -> Any:
+        participant = self._mine(socket, params)
+        assert self._sfu is not None
+        try:
+            await self._sfu.accept_answer(str(participant.user_id), _sdp(params))
+        except InvalidSdpError as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
+        return {}
+
+    async def _ice(self, socket: Socket, params: dict[str, Any]) -> Any:
+        # The SFU is ICE-lite with host candidates in its answer; trickled client candidates
+        # are not needed (the client's checks reach us from its real address).
+        self._mine(socket, params)
+        return {}
+
+    async def _mute(self, socket: Socket, params: dict[str, Any]) -> Any:
+        return await self._set_muted(socket, params, muted=True)
+
+    async def _unmute(self, socket: Socket, params: dict[str, Any]) -> Any:
+        return await self._set_muted(socket, params, muted=False)
+
+    async def _set_muted(self, socket: Socket, params: dict[str, Any], *, muted: bool) -> Any:
+        participant = self._mine(socket, params)
+        if not muted and not participant.can_speak:
+            raise RpcError(ErrorCode.FORBIDDEN, "you need the voice_speak permission here")
+        participant.muted = muted
+        assert self._sfu is not None
+        with contextlib.suppress(UnknownParticipantError):
+            await self._sfu.set_muted(str(participant.user_id), muted)
+        await self._record(participant)
+        await self._announce("voice.state", participant, {"muted": muted})
+        return {"muted": muted}
+
+    async def _leave(self, socket: Socket, params: dict[str, Any]) -> Any:
+        participant = self._mine(socket, params)
+        await self._remove(participant, announce=True)
+        return {}
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _mine(self, socket: Socket, params: dict[str, Any]) -> _Participant:
+        user_id = _caller(socket)
+        channel_id = _channel(params) if "channel_id" in params else None
+        participant = self._participants.get(user_id)
+        if (
+            participant is None
+            or participant.socket is not socket
+            or (channel_id is not None and participant.channel_id != channel_id)
+        ):
+            raise RpcError(ErrorCode.INVALID_REQUEST, "call voice.join for that channel first")
+        return participant
+
+    async def _states(self, channel_id: UUID) -> dict[str, dict[str, Any]]:
+        raw = await self._cache.hgetall(keys.voice_channel(channel_id))
+        states = {}
+        for key, value in raw.items():
+            user = key.decode() if isinstance(key, bytes) else key
+            states[user] = json.loads(value)
+        return {u: {"muted": s.get("muted", False)} for u, s in states.items()}
+
+    async def _record(self, participant: _Participant) -> None:
+        state = json.dumps({"muted": participant.muted, "instance": self._instance})
+        pipe = self._cache.pipeline(transaction=True)
+        pipe.hset(keys.voice_channel(participant.channel_id), str(participant.user_id), state)
+        pipe.sadd(
+            keys.instance_voice(self._instance), f"{participant.channel_id}:{participant.user_id}"
+        )
+        await pipe.execute()
+
+    async def _remove(self, participant: _Participant, *, announce: bool) -> None:
+        if self._participants.get(participant.user_id) is participant:
+            del self._participants[participant.user_id]
+        if self._sfu is not None:
+            with contextlib.suppress(UnknownParticipantError):
+                await self._sfu.leave(str(participant.user_id))
+        removed = await self._forget(participant.channel_id, participant.user_id)
+        if announce and removed:
+            await self._announce("voice.user_left", participant, {})
+
+    async def _forget(self, channel_id: UUID, user_id: UUID, instance: str | None = None) -> bool:
+        pipe = self._cache.pipeline(transaction=True)
+        pipe.hdel(keys.voice_channel(channel_id), str(user_id))
+        pipe.srem(keys.instance_voice(instance or self._instance), f"{channel_id}:{user_id}")
+        removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def _announce(
+        self, method: str, participant: _Participant, extra: dict[str, Any]
+    ) -> None:
+        await self._gateway.events.publish(
+            Event(
+                method,
+                {
+                    "channel_id": str(participant.channel_id),
+                    "user_id": str(participant.user_id),
+                    **extra,
+                },
+                channel_id=participant.channel_id,
+            )
+        )
+
+    async def _socket_closed(self, socket: Socket) -> None:
+        participant = self._participants.get(_caller(socket)) if socket.auth else None
+        if participant is not None and participant.socket is socket:
+            await self._remove(participant, announce=True)
+
+    async def _instance_died(self, instance_id: str) -> None:
+        members = await self._cache.smembers(keys.instance_voice(instance_id))
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else member
+            channel, _, user = text.partition(":")
+            if await self._forget(UUID(channel), UUID(user), instance_id):
+                await self._gateway.events.publish(
+                    Event(
+                        "voice.user_left",
+                        {"channel_id": channel, "user_id": user},
+                        channel_id=UUID(channel),
+                    )
+                )
+        await self._cache.delete(keys.instance_voice(instance_id))
+
+    # -- SFU events -------------------------------------------------------------------------
+
+    async def _pump_events(self) -> None:
+        assert self._sfu is not None
+        async for event in self._sfu.events():
+            try:
+                await self._on_sfu_event(event)
+            except Exception:
+                log.warning("voice: could not handle SFU event %s", event.kind, exc_info=True)
+
+    async def _on_sfu_event(self, event: native_sfu.SfuEvent) -> None:
+        user_id = UUID(event.participant_id)
+        participant = self._participants.get(user_id)
+        if participant is None:
+            return
+        if event.kind == "offer" and event.sdp is not None:
+            participant.socket.push(
+                notification_frame(
+                    "voice.offer", {"channel_id": str(participant.channel_id), "sdp": event.sdp}
+                )
+            )
+        elif event.kind == "speaking":
+            await self._announce("voice.speaking", participant, {"speaking": bool(event.speaking)})
+        elif event.kind == "left":
+            log.info("voice: %s left %s (%s)", user_id, participant.channel_id, event.reason)
+            await self._remove(participant, announce=True)
+
+
+def _caller(socket: Socket) -> UUID:
+    if socket.auth is None:
+        raise RpcError(ErrorCode.UNAUTHORIZED, "not authenticated")
+    return socket.auth.user_id
+
+
+def _channel(params: dict[str, Any]) -> UUID:
+    try:
+        return UUID(str(params["channel_id"]))
+    except (KeyError, ValueError):
+        raise RpcError(ErrorCode.INVALID_PARAMS, "params.channel_id must be a channel id") from None
+
+
+def _sdp(params: dict[str, Any]) -> str:
+    sdp = params.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip() or len(sdp) > MAX_SDP_CHARS:
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS, "params.sdp must be an SDP string (at most 32 KiB)"
+        )
+    return sdp

@@ -1,0 +1,10 @@
+"""Voice: the SFU media plane and the native client peer, for asyncio code.
+
+`Sfu` and `Peer` wrap `voicechat._native.sfu` (see docs/voice.md). The native objects run
+their own media threads; these wrappers only move blocking calls off the event loop.
+"""
+
+from voicechat._native.sfu import ParticipantStats, ReceivedPacket, SfuConfig, SfuEvent
+from voicechat.voice.media import Peer, Sfu
+
+__all__ = ["ParticipantStats", "Peer", "ReceivedPacket", "Sfu", "SfuConfig", "SfuEvent"]
