@@ -110,11 +110,23 @@ def _scratch_database(postgres_dsn: str, template: str) -> Iterator[str]:
         finally:
             await conn.close()
 
+    async def drop() -> None:
+        # FORCE ends our own leftover connections, but an autovacuum worker (a superuser
+        # process) cannot be ended by the unprivileged test role: wait for it to finish.
+        for attempt in range(50):
+            try:
+                await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.2)
+
     asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield _with_database(postgres_dsn, name)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop())
 
 
 @pytest.fixture
