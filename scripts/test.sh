@@ -12,7 +12,9 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # espeak-ng: speech for the DSP tests; cmake: builds the vendored libopus; libopus0: only for
 # the opuslib reference in benches/ (voicechat itself links libopus statically).
 # chromium: headless browser interop with the SFU (tests/voice/test_chromium.py).
-APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0 chromium)
+# libportaudio2: sounddevice's PortAudio; pulseaudio, pulseaudio-utils: a private PulseAudio
+# daemon with null sinks as sound cards for the client audio tests (tests/pulse.py).
+APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0 chromium libportaudio2 pulseaudio pulseaudio-utils)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
