@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         25 * 1024 * 1024, ge=1, le=5 * 1024**3, description="Largest upload; 413 above it."
     )
+    upload_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 365,
+        description="Hours an upload may stay unattached (and a replaced avatar stay) before "
+        "it is deleted.",
+    )
     s3_endpoint_url: str | None = Field(
         None, pattern=r"^https?://", description="S3-compatible endpoint; unset: AWS."
     )
