@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     public_ip: IPv4Address | IPv6Address = Field(
         IPv4Address("127.0.0.1"), description="Address put in ICE candidates."
     )
+    voice_mode: Literal["embedded", "remote"] = Field(
+        "embedded",
+        description=(
+            "embedded: the SFU runs inside `voicechat serve`; remote: the API drives "
+            "`voicechat voice` nodes over Valkey (docs/voice.md)."
+        ),
+    )
+    voice_node_capacity: int = Field(
+        500, ge=1, le=100_000, description="Participants a `voicechat voice` node takes."
+    )
+    voice_request_timeout: float = Field(
+        5.0, ge=0.5, le=60.0, description="Seconds the API waits for a voice node's reply."
+    )
     master_key: SecretStr | None = Field(
         None,
         description=(
