@@ -1,0 +1,114 @@
+"""The voice engine without sound devices or an API server: two engines on real pipelines,
+talking through a real SFU with native peers; what each user would hear is read from the
+device-less speaker (`take_output`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from tests.client_audio.conftest import Room, tone, tone_power
+from voicechat.sdk.audio import AudioConfig, AudioConfigError, VoiceEngine
+
+HEARD_RMS = 0.02  # the tone is sent at 0.3 amplitude (about 0.21 RMS)
+
+
+@pytest.fixture
+async def engines(room: Room) -> AsyncIterator[dict[str, VoiceEngine]]:
+    config = AudioConfig(noise_suppression=False)  # a pure tone is what RNNoise removes
+    engines = {name: VoiceEngine(call, config, devices=False) for name, call in room.calls.items()}
+    for engine in engines.values():
+        await engine.start()
+    yield engines
+    for engine in engines.values():
+        await engine.stop()
+
+
+async def speak(engines: dict[str, VoiceEngine], seconds: float = 1.5) -> dict[str, np.ndarray]:
+    """Alice says a 1 kHz tone; return what everyone heard meanwhile (and just after)."""
+    for engine in engines.values():
+        engine.take_output()
+    engines["alice"].feed_input(tone(1000, seconds))
+    await asyncio.sleep(seconds + 0.4)
+    return {name: engine.take_output() for name, engine in engines.items()}
+
+
+async def test_bob_hears_alice_and_alice_hears_no_echo(engines: dict[str, VoiceEngine]) -> None:
+    heard = await speak(engines)
+    rms, share = tone_power(heard["bob"], 1000)
+    assert rms > HEARD_RMS, rms
+    assert share > 0.8, share
+    assert tone_power(heard["alice"], 1000)[0] < 1e-4
+    stats = engines["bob"].stats()
+    assert stats["packets_received"] >= 50
+    assert stats["quality"] == "good"
+    assert engines["alice"].stats()["packets_sent"] >= 50
+
+
+async def test_mute_and_deafen(engines: dict[str, VoiceEngine]) -> None:
+    engines["alice"].muted = True
+    assert tone_power((await speak(engines))["bob"], 1000)[0] < 1e-4
+    engines["alice"].muted = False
+    engines["bob"].deafened = True
+    assert engines["bob"].muted  # deafen implies mute
+    assert tone_power((await speak(engines))["bob"], 1000)[0] < 1e-4
+    engines["bob"].deafened = False
+    assert tone_power((await speak(engines))["bob"], 1000)[0] > HEARD_RMS
+
+
+async def test_per_user_volume(engines: dict[str, VoiceEngine]) -> None:
+    normal = tone_power((await speak(engines))["bob"], 1000)[0]
+    engines["bob"].set_user_volume("alice", 0.5)
+    half = tone_power((await speak(engines))["bob"], 1000)[0]
+    engines["bob"].set_user_volume("alice", 0.0)
+    silent = tone_power((await speak(engines))["bob"], 1000)[0]
+    assert 0.4 < half / normal < 0.6, (half, normal)
+    assert silent < 1e-4
+    with pytest.raises(AudioConfigError, match=r"volume must be 0\.0 to 2\.0"):
+        engines["bob"].set_user_volume("alice", 3.0)
+
+
+async def test_push_to_talk(engines: dict[str, VoiceEngine]) -> None:
+    alice = engines["alice"]
+    alice.apply(AudioConfig(noise_suppression=False, mode="push_to_talk"))
+    assert tone_power((await speak(engines))["bob"], 1000)[0] < 1e-4
+    alice.push_to_talk(True)
+    assert tone_power((await speak(engines))["bob"], 1000)[0] > HEARD_RMS
+    alice.push_to_talk(False)
+    assert tone_power((await speak(engines))["bob"], 1000)[0] < 1e-4
+
+
+async def test_voice_activity_gates_silence(engines: dict[str, VoiceEngine]) -> None:
+    alice = engines["alice"]
+    await speak(engines, 0.5)
+    await asyncio.sleep(1.0)  # silence after the hangover: nothing is sent
+    sent = alice.stats()["packets_sent"]
+    await asyncio.sleep(0.5)
+    assert alice.stats()["packets_sent"] == sent
+    assert not alice.speaking_local
+    engines["alice"].feed_input(tone(1000, 1.0))
+    await asyncio.sleep(0.5)
+    assert alice.speaking_local
+    assert alice.input_level > 0.5
+
+
+async def test_live_bitrate_frame_and_denoise_changes(engines: dict[str, VoiceEngine]) -> None:
+    alice = engines["alice"]
+    alice.apply(AudioConfig(noise_suppression=False, bitrate=24000, frame_ms=40))
+    rms, share = tone_power((await speak(engines))["bob"], 1000)
+    assert rms > HEARD_RMS, rms
+    assert share > 0.8, share
+    alice.apply(AudioConfig(noise_suppression=True, bitrate=96000, frame_ms=40))
+    await speak(engines)  # RNNoise runs on the tone without error
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(AudioConfigError, match="bitrate must be 24000 to 96000"):
+        AudioConfig(bitrate=8000)
+    with pytest.raises(AudioConfigError, match="frame_ms must be 10, 20, 40 or 60"):
+        AudioConfig(frame_ms=25)
+    with pytest.raises(AudioConfigError, match="mode must be"):
+        AudioConfig(mode="always")  # type: ignore[arg-type]
