@@ -17,8 +17,9 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -34,6 +35,10 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 # Close codes after which the token must be refreshed before trying again.
 AUTH_CLOSE_CODES = {4001, 4003, 4004}
+
+# What `Gateway.state` can be: before the first connection, authenticated, lost and retrying,
+# closed for good (by `close()` or because the session ended).
+GatewayState = Literal["connecting", "online", "reconnecting", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ class Gateway:
         self._handlers: dict[str, Callable[[GatewayEvent], Coroutine[Any, Any, None]]] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self.session: dict[str, Any] = {}
+        self.state: GatewayState = "connecting"
+        self._state_listeners: list[Callable[[GatewayState], None]] = []
 
     @property
     def url(self) -> str:
@@ -70,6 +77,25 @@ class Gateway:
         base = self._client.base_url
         scheme, rest = base.split("://", 1)
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+
+    def on_state(self, listener: Callable[[GatewayState], None]) -> Callable[[], None]:
+        """Call `listener(state)` on every change of :attr:`state`; returns an unsubscribe.
+
+        Listeners run synchronously in the gateway task: keep them short. Events keep their
+        order in `events()`: a `gateway.reconnected` event follows the switch to `online`.
+        """
+        self._state_listeners.append(listener)
+        return lambda: self._state_listeners.remove(listener)
+
+    def _set_state(self, state: GatewayState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        for listener in list(self._state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                log.exception("gateway state listener failed")
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -116,6 +142,7 @@ class Gateway:
     async def close(self) -> None:
         """Disconnect for good."""
         self._closing = True
+        self._set_state("closed")
         if self._socket is not None:
             await self._socket.close()
         if self._task is not None:
@@ -132,6 +159,7 @@ class Gateway:
                     await self._authenticate(socket)
                     self._socket = socket
                     self._connected.set()
+                    self._set_state("online")
                     delay = BACKOFF_START
                     if not first:
                         self._push(GatewayEvent("gateway.reconnected"))
@@ -153,10 +181,13 @@ class Gateway:
             finally:
                 self._connected.clear()
                 self._socket = None
+                if not first:
+                    self._set_state("reconnecting")
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("the gateway disconnected"))
             if self._closing:
+                self._set_state("closed")
                 return
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 (jitter)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -167,6 +198,9 @@ class Gateway:
         except AuthError:
             self._closing = True
             self._push(GatewayEvent("gateway.auth_failed"))
+        except httpx.TransportError as exc:
+            # The server is unreachable right now: not a reason to give the session up.
+            log.info("gateway: token refresh failed (%s); retrying", type(exc).__name__)
 
     async def _heartbeat(self, socket: ClientConnection) -> None:
         # The server closes sockets that stay silent for 2.5 heartbeat intervals (4002).
