@@ -141,21 +141,21 @@ class PulseAudio:
     def start(self) -> None:
         for sub in ("runtime", "state", "home"):
             (self.root / sub).mkdir(mode=0o700)
-        log = (self.root / "pulseaudio.log").open("wb")
-        self._process = subprocess.Popen(
-            [
-                "pulseaudio",
-                "--daemonize=no",
-                "--exit-idle-time=-1",
-                "-n",  # no default.pa: no hardware detection, nothing but what we load
-                "--load=module-native-protocol-unix",
-                "--log-target=stderr",
-                "--disallow-exit",
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.root / "pulseaudio.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                [
+                    "pulseaudio",
+                    "--daemonize=no",
+                    "--exit-idle-time=-1",
+                    "-n",  # no default.pa: no hardware detection, nothing but what we load
+                    "--load=module-native-protocol-unix",
+                    "--log-target=stderr",
+                    "--disallow-exit",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while True:
             if self._process.poll() is not None:

@@ -47,12 +47,20 @@ from voicechat.sdk.audio.devices import (
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48_000
-#: How long before the output callback is due the worker decodes and mixes its frame.
-OUTPUT_LEAD = 0.004
+#: How long before the output callback would run dry the worker decodes and mixes a frame
+#: (covers thread wake-up and a GIL switch interval).
+OUTPUT_LEAD = 0.006
 #: Seconds between stats snapshots (the window of loss and jitter figures).
 STATS_INTERVAL = 1.0
 #: Jitter buffer bounds (SPEC §6: 20-200 ms adaptive).
 MIN_DELAY, MAX_DELAY = 0.02, 0.2
+
+#: Sound card block (PortAudio period), independent of the Opus frame: PortAudio's ALSA host
+#: API (and the ALSA pulse plugin) buffers about two blocks of input and three of output, so
+#: the block sets most of the device latency (docs/audio.md, "Client engine").
+DEVICE_BLOCK_MS = 10
+#: PortAudio's suggested latency; it keeps to whole blocks anyway.
+DEVICE_LATENCY = 0.005
 
 Mode = Literal["voice_activity", "push_to_talk"]
 
@@ -136,8 +144,22 @@ class VoiceEngine:
     live through the properties and `apply()`.
     """
 
-    def __init__(self, call: MediaTransport, config: AudioConfig, *, devices: bool = True) -> None:
+    def __init__(
+        self,
+        call: MediaTransport,
+        config: AudioConfig,
+        *,
+        devices: bool = True,
+        block_ms: int = DEVICE_BLOCK_MS,
+        device_latency: float | str = DEVICE_LATENCY,
+    ) -> None:
+        if block_ms not in (5, 10, 20):
+            raise AudioConfigError(f"block_ms must be 5, 10 or 20, not {block_ms}")
         self._devices = devices
+        self._block = SAMPLE_RATE * block_ms // 1000
+        self._device_latency = device_latency
+        self._current: NDArray[np.float32] | None = None
+        self._offset = 0
         self.call = call
         config = self._device_less(config)
         self._config = config
@@ -335,18 +357,18 @@ class VoiceEngine:
 
     def _open_streams(self) -> None:
         config = self._config
-        frame = config.frame_samples
+        block = min(self._block, config.frame_samples)
         need_clock = NO_DEVICE in (config.input_device, config.output_device)
         if config.input_device != NO_DEVICE:
             sd = sounddevice()
             try:
                 self._input_stream = sd.InputStream(
                     samplerate=SAMPLE_RATE,
-                    blocksize=frame,
+                    blocksize=block,
                     device=find_device(config.input_device, output=False),
                     channels=1,
                     dtype="float32",
-                    latency="low",
+                    latency=self._device_latency,
                     callback=self._input_callback,
                 )
                 self._input_stream.start()
@@ -361,11 +383,11 @@ class VoiceEngine:
             try:
                 self._output_stream = sd.OutputStream(
                     samplerate=SAMPLE_RATE,
-                    blocksize=frame,
+                    blocksize=block,
                     device=find_device(config.output_device, output=True),
                     channels=1,
                     dtype="float32",
-                    latency="low",
+                    latency=self._device_latency,
                     callback=self._output_callback,
                 )
                 self._output_stream.start()
@@ -409,13 +431,25 @@ class VoiceEngine:
     def _output_callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self._counters["output_underflows"] += 1
-        try:
-            outdata[:, 0] = self._output.popleft()
-            late = False
-        except IndexError:
-            outdata.fill(0)
-            late = True
-        self._events.put((_DEMAND, late, time.monotonic()))
+        out = outdata[:, 0]
+        filled, late = 0, False
+        while filled < frames:
+            current = self._current
+            if current is None or self._offset >= len(current):
+                if not self._output:
+                    out[filled:] = 0
+                    late = True
+                    break
+                current = self._current = self._output.popleft()
+                self._offset = 0
+            n = min(frames - filled, len(current) - self._offset)
+            out[filled : filled + n] = current[self._offset : self._offset + n]
+            filled += n
+            self._offset += n
+        remaining = sum(len(f) for f in self._output)
+        if self._current is not None:
+            remaining += len(self._current) - self._offset
+        self._events.put((_DEMAND, (late, remaining, frames), time.monotonic()))
 
     def _virtual_device(self, config: AudioConfig, stop: threading.Event) -> None:
         """The device-less direction(s): one frame each way per frame period."""
@@ -437,7 +471,7 @@ class VoiceEngine:
                 except IndexError:
                     self._tap.append(silence)
                     late = True
-                self._events.put((_DEMAND, late, time.monotonic()))
+                self._events.put((_DEMAND, (late, 0, len(silence)), time.monotonic()))
 
 
 class _Worker:
@@ -467,6 +501,7 @@ class _Worker:
         for user_id, index in self.senders.items():
             self.playback.set_gain(index, self.engine._volumes.get(user_id, 1.0))
         self.engine._output.clear()
+        self.engine._current = None
 
     def set_gain(self, user_id: str, volume: float) -> None:
         index = self.senders.get(user_id)
@@ -490,10 +525,14 @@ class _Worker:
                 elif kind == _PACKET:
                     self.on_packet(payload, at)
                 elif kind == _DEMAND:
-                    self.due = at + self.period - OUTPUT_LEAD
-                    if payload:  # the callback found no frame: catch up now
+                    late, remaining, block = payload
+                    # The first callback that will find too little buffered is due then.
+                    callbacks = remaining // block + 1
+                    self.due = at + callbacks * block / SAMPLE_RATE - OUTPUT_LEAD
+                    if late:  # the callback ran dry: catch up now
                         engine._counters["underruns"] += 1
                         self.produce()
+                        self.due = None
                 elif kind == _COMMAND:
                     payload(self)
                 if self.due is not None and time.monotonic() >= self.due:
