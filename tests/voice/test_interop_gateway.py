@@ -10,6 +10,9 @@ aioice leaves 127.0.0.1 out of its host candidates and Chromium does not use loo
 candidates, so the server's SFU is bound to, and advertises, the first non-loopback IPv4
 address aioice returns (`VOICECHAT_MEDIA_BIND_IP`, `VOICECHAT_PUBLIC_IP`). The gateway checks no
 `Origin`, so a page served from another local port may open the socket.
+
+Both interop tests run twice: with the SFU inside `voicechat serve` and with it in a separate
+`voicechat voice` node (`VOICECHAT_VOICE_MODE=remote`); clients cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -58,6 +63,9 @@ PASSWORD = "correct horse battery"
 TONES = {"alice": 440.0, "bob": 660.0}
 FRAME = 960  # 20 ms at 48 kHz
 
+#: Runs a test with the SFU in the API process and in a separate voice node.
+BOTH_MODES = pytest.mark.parametrize("voice_server", ["embedded", "remote"], indirect=True)
+
 #: Handles one server notification's params.
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -71,21 +79,48 @@ def lan_ip() -> str:
 
 @pytest.fixture
 def voice_server(
+    request: pytest.FixtureRequest,
     live_server_factory: Callable[..., LiveServer],
     database_url: str,
     clean_valkey: str,
     tmp_path: Path,
-) -> LiveServer:
-    """A live server whose SFU listens on, and advertises, the LAN address."""
-    return live_server_factory(
-        {
-            "VOICECHAT_DATABASE_URL": database_url,
-            "VOICECHAT_VALKEY_URL": clean_valkey,
-            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
-            "VOICECHAT_MEDIA_BIND_IP": lan_ip(),
-            "VOICECHAT_PUBLIC_IP": lan_ip(),
-        }
-    )
+) -> Iterator[LiveServer]:
+    """A live server whose SFU listens on, and advertises, the LAN address: inside the API
+    process (`embedded`, the default) or in a `voicechat voice` node of its own (`remote`, when
+    a test parametrizes the fixture indirectly)."""
+    mode = getattr(request, "param", "embedded")
+    media = {
+        "VOICECHAT_VALKEY_URL": clean_valkey,
+        "VOICECHAT_MEDIA_PORT": "0",
+        "VOICECHAT_MEDIA_BIND_IP": lan_ip(),
+        "VOICECHAT_PUBLIC_IP": lan_ip(),
+    }
+    node: subprocess.Popen[bytes] | None = None
+    if mode == "remote":
+        with (tmp_path / "voice-node.log").open("wb") as log_file:
+            node = subprocess.Popen(
+                [sys.executable, "-m", "voicechat", "voice"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "VOICECHAT_LOG_FORMAT": "json", **media},
+            )
+    try:
+        server = live_server_factory(
+            {
+                **media,
+                "VOICECHAT_DATABASE_URL": database_url,
+                "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+                "VOICECHAT_VOICE_MODE": mode,
+            }
+        )
+        # Healthy means a voice node is up too, in remote mode (its own `voice` component).
+        components = httpx.get(f"{server.base_url}/health").json()["components"]
+        assert ("voice" in components) == (mode == "remote"), components
+        yield server
+    finally:
+        if node is not None:
+            node.terminate()
+            node.wait(30)
 
 
 @dataclass(frozen=True)
@@ -298,6 +333,7 @@ def _mid_sending(sdp: str, user_id: str) -> str | None:
     return None
 
 
+@BOTH_MODES
 async def test_two_aiortc_clients_talk_through_the_gateway(voice_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=voice_server.base_url, timeout=30) as http:
         admin = await account(http, "admin")
@@ -530,6 +566,7 @@ async def bot_client(voice_server: LiveServer) -> AsyncIterator[Client]:
     await chat.close()
 
 
+@BOTH_MODES
 async def test_chromium_talks_through_the_gateway(
     voice_server: LiveServer, page_server: PageServer, bot_client: Client, tmp_path: Path
 ) -> None:
