@@ -80,6 +80,11 @@ def _voice_options(func: F) -> F:
             help="Participants this node takes [VOICECHAT_VOICE_NODE_CAPACITY, 500].",
         ),
     ]
+    func = click.option(
+        "--alive-file",
+        "voice_alive_file",
+        help="File touched after each heartbeat [VOICECHAT_VOICE_ALIVE_FILE].",
+    )(func)
     for option in reversed(options):
         func = option(func)
     return func
@@ -246,7 +251,12 @@ async def _run_voice_node(settings: Settings) -> None:
                 public_ip=str(settings.public_ip),
                 max_users_per_room=settings.voice_user_limit,
             )
-            node = VoiceNode(cache, config, capacity=settings.voice_node_capacity)
+            node = VoiceNode(
+                cache,
+                config,
+                capacity=settings.voice_node_capacity,
+                alive_file=settings.voice_alive_file,
+            )
             await node.start()
         except (RedisError, OSError) as exc:
             # The class says enough; the message could echo the URL and its password.

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     voice_node_capacity: int = Field(
         500, ge=1, le=100_000, description="Participants a `voicechat voice` node takes."
     )
+    voice_alive_file: Path | None = Field(
+        None,
+        description=(
+            "`voicechat voice` touches this file after every heartbeat that reached Valkey "
+            "(for a container health check)."
+        ),
+    )
     voice_request_timeout: float = Field(
         5.0, ge=0.5, le=60.0, description="Seconds the API waits for a voice node's reply."
     )

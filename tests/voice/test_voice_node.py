@@ -41,9 +41,10 @@ TONES = {"alice": 440.0, "bob": 1_000.0}
 class VoiceNodeProcess:
     """A `voicechat voice` process and the id it registered under."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, alive: Path) -> None:
         self.process = process
         self.log_path = log_path
+        self.alive_file = alive
         self.node_id = ""
 
     @property
@@ -60,11 +61,13 @@ def voice_node_factory(
 
     def start() -> VoiceNodeProcess:
         log_path = tmp_path / f"voice-{len(started)}.log"
+        alive = tmp_path / f"voice-{len(started)}.alive"
         env = {
             **os.environ,
             "VOICECHAT_VALKEY_URL": clean_valkey,
             "VOICECHAT_MEDIA_PORT": "0",
             "VOICECHAT_LOG_FORMAT": "json",
+            "VOICECHAT_VOICE_ALIVE_FILE": str(alive),
         }
         with Redis.from_url(clean_valkey) as valkey:
             before = {m.decode() for m in valkey.smembers(keys.voice_nodes())}
@@ -75,7 +78,7 @@ def voice_node_factory(
                     stderr=subprocess.STDOUT,
                     env=env,
                 )
-            node = VoiceNodeProcess(process, log_path)
+            node = VoiceNodeProcess(process, log_path, alive)
             started.append(node)
             deadline = time.monotonic() + 60
             while not node.node_id:
@@ -213,6 +216,7 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     assert "sfu" not in health["components"]
     assert health["components"]["voice"]["status"] == "ok"
     assert health["components"]["voice"]["detail"].startswith("1 node,")
+    assert node.alive_file.read_text() == f"{node.node_id}\n"  # for a container health check
 
     admin = await members(api_a, "admin")
     alice = await members(api_a, "alice")
@@ -307,6 +311,37 @@ async def test_a_killed_voice_node_is_noticed_and_replaced(
     with Redis.from_url(clean_valkey) as valkey:
         assert not valkey.exists(keys.voice_node(replacement.node_id))
         assert not valkey.sismember(keys.voice_nodes(), replacement.node_id)
+    assert not replacement.alive_file.exists()
+
+
+async def test_a_dead_api_instance_loses_its_callers_on_the_node(
+    voice_node_factory: Callable[[], VoiceNodeProcess],
+    remote_api_factory: Callable[[], LiveServer],
+    members: Callable[..., Any],
+    clean_valkey: str,
+) -> None:
+    node = await asyncio.to_thread(voice_node_factory)
+    api_a = await asyncio.to_thread(remote_api_factory)
+    api_b = await asyncio.to_thread(remote_api_factory)
+    admin = await members(api_a, "admin")
+    alice = await members(api_a, "alice")
+    bob = await members(api_b, "bob")
+    channel = await admin.chat.create_channel("Lounge", type="voice")
+    for member in (alice, bob):
+        member.call = VoiceCall(member.chat, channel.id)
+        await member.call.join()
+
+    def load() -> int:
+        with Redis.from_url(clean_valkey) as valkey:
+            raw = valkey.get(keys.voice_node(node.node_id))
+        return int(json.loads(raw)["load"]) if raw else -1
+
+    await _eventually(lambda: load() == 2)
+    api_b.process.send_signal(signal.SIGKILL)
+    # Instance A reaps B's voice state (B's heartbeat expired) and the node drops B's caller.
+    await _eventually(lambda: alice.seen("voice.user_left", user_id=bob.user_id))
+    await _eventually(lambda: load() == 1)
+    assert "API instance" in node.log
 
 
 def _request(instance: str, **fields: Any) -> dict[str, Any]:

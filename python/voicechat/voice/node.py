@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -68,6 +69,8 @@ class VoiceNode:
         capacity: Most participants the node takes; joins beyond it are refused (`node_full`).
         node_id: Its id in Valkey; a fresh random one by default, so requests queued for a
             previous run of the node are never taken by this one.
+        alive_file: Touched after every heartbeat that reached Valkey, for a container
+            health check that cannot ask Valkey itself (docker/docker-compose.yml).
     """
 
     def __init__(
@@ -77,11 +80,13 @@ class VoiceNode:
         *,
         capacity: int = 500,
         node_id: str | None = None,
+        alive_file: Path | None = None,
     ) -> None:
         self.cache = cache
         self.config = config
         self.capacity = capacity
         self.node_id = node_id or uuid4().hex
+        self.alive_file = alive_file
         self.sfu: Sfu | None = None
         self._members: dict[str, _Member] = {}
         self._refresh_pin = cache.register_script(control.REFRESH_PIN_SCRIPT)
@@ -144,6 +149,11 @@ class VoiceNode:
         pipe.sadd(keys.voice_nodes(), self.node_id)
         await pipe.execute()
         self._last_beat = now
+        if self.alive_file is not None:
+            try:
+                await asyncio.to_thread(self.alive_file.write_text, f"{self.node_id}\n")
+            except OSError as exc:
+                log.warning("voice node: cannot write %s (%s)", self.alive_file, exc.strerror)
         for room in {member.room for member in self._members.values()}:
             pinned = await self._refresh_pin(
                 keys=[keys.voice_room_pin(room)],
@@ -223,6 +233,8 @@ class VoiceNode:
             pipe.delete(keys.voice_node(self.node_id), keys.voice_node_requests(self.node_id))
             pipe.srem(keys.voice_nodes(), self.node_id)
             await pipe.execute()
+            if self.alive_file is not None:
+                self.alive_file.unlink(missing_ok=True)
             for room in {member.room for member in members.values()}:
                 await self._delete_pin(keys=[keys.voice_room_pin(room)], args=[self.node_id])
         except (RedisError, OSError) as exc:
