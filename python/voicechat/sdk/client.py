@@ -296,6 +296,7 @@ class Client:
     ) -> Channel:
         """Create a channel (needs manage_channels)."""
         body = {"name": name, "type": type, **options}
+        body = {k: str(v) if isinstance(v, UUID) else v for k, v in body.items()}
         return Channel.model_validate(await self._request("POST", "/channels", json=body))
 
     async def dm(self, *user_ids: UUID | str) -> Channel:

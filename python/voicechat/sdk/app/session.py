@@ -150,6 +150,7 @@ class AppSession:
         self._closed = False
         self._synced = False
         self._last_typing: dict[UUID, float] = {}
+        self._learning: set[UUID] = set()
         self._call: VoiceCall | None = None
         self._engine: VoiceEngineLike | None = None
         self._muted_before_deafen = False
@@ -788,6 +789,11 @@ class AppSession:
             )
             self.engine_factory.apply(self._engine, live)
 
+    @property
+    def voice_engine(self) -> VoiceEngineLike | None:
+        """The running audio engine (for its `input_level` meter), None outside a call."""
+        return self._engine
+
     def voice_stats(self) -> dict[str, Any]:
         """The engine's packet, loss, jitter and round-trip figures, and `quality` (empty
         outside a call); also refreshes `voice.quality`. Poll it for the indicator."""
@@ -944,6 +950,7 @@ class AppSession:
             if self.me is not None and user_id == self.me.id:
                 return
             timeline = self.timeline(params["channel_id"])
+            self._learn_user(user_id)
             if method == "typing.start":
                 timeline.typing_started(user_id, float(params.get("expires_in") or 8))
             else:
@@ -992,6 +999,29 @@ class AppSession:
             self.notify(Change("me"))
         self.notify(Change("members", payload=user_id))
 
+    def _learn_user(self, user_id: UUID) -> None:
+        """Fetch the profile of someone seen for the first time (typing, in voice), so the
+        GUI can name them; the server has no member listing to load up front."""
+        if user_id in self.members or user_id in self._learning:
+            return
+        self._learning.add(user_id)
+
+        async def learn() -> None:
+            try:
+                user = await self.client.get_user(user_id)
+            except (ApiError, *_NETWORK_ERRORS):
+                return
+            finally:
+                self._learning.discard(user_id)
+            if user_id not in self.members:
+                self._set_member(user, user.status)
+                self.notify(Change("members", payload=user_id))
+                for timeline in self._timelines.values():
+                    if user_id in timeline.typing_user_ids:
+                        self.notify(Change("typing", timeline.channel_id, timeline.typing_users))
+
+        self._spawn(learn())
+
     def _set_member(self, user: User, presence: Presence) -> None:
         if user.id is None:
             return
@@ -1004,6 +1034,7 @@ class AppSession:
         if "user_id" not in params or "channel_id" not in params:
             return
         channel_id, user_id = UUID(params["channel_id"]), UUID(params["user_id"])
+        self._learn_user(user_id)
         room = self.voice_rooms.setdefault(channel_id, {})
         current = room.get(user_id, VoiceParticipant(user_id))
         if method == "voice.user_joined":

@@ -227,6 +227,11 @@ class Timeline:
         return sent + self._session.pending_entries(self.channel_id)
 
     @property
+    def typing_user_ids(self) -> list[UUID]:
+        """Ids of the others typing here right now."""
+        return list(self._typing)
+
+    @property
     def typing_users(self) -> list[User]:
         """Others typing here right now (each for 8 s after their last signal)."""
         users = []
