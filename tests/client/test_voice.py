@@ -84,4 +84,4 @@ async def test_join_mute_speak_deafen_and_leave(sessions: SessionFactory) -> Non
     await bob.leave_voice()
     assert bob.voice is None
     assert bob.voice_engine is None
-    await until(lambda: _me(bob) not in alice.voice.participants, "bob gone")
+    await until(lambda: _me(bob) not in _call(alice), "bob gone")

@@ -1,0 +1,84 @@
+"""The outbox and reconnects: messages written while the server is down show as pending and
+arrive exactly once when it is back; the session catches up and dials voice again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import ServerEnv, headless_settings, until
+from tests.conftest import LiveServer
+from tests.utils.auth import DEFAULT_PASSWORD
+from voicechat.sdk import Client
+from voicechat.sdk.app import AppSession, Change, TokenStore
+
+pytestmark = pytest.mark.slow  # restarts the server
+
+
+async def test_offline_messages_arrive_once_and_voice_comes_back_after_a_restart(
+    live_server_factory: Callable[..., LiveServer], server_env: ServerEnv, home: Path
+) -> None:
+    env = server_env()
+    server = await asyncio.to_thread(live_server_factory, env)
+    async with Client(server.base_url) as admin:
+        await admin.register("admin", DEFAULT_PASSWORD)
+        channel = await admin.create_channel("general")
+        lounge = await admin.create_channel("Lounge", "voice")
+        await admin.send(channel.id, "before the restart")
+
+    settings = headless_settings(home, server.base_url)
+    alice = await AppSession.register(
+        server.base_url, "alice", DEFAULT_PASSWORD, settings=settings, tokens=TokenStore(home)
+    )
+    states: list[str] = []
+
+    def follow(change: Change) -> None:
+        if change.kind == "state":
+            states.append(change.payload)
+
+    alice.subscribe(follow)
+    try:
+        timeline = await alice.select_channel(channel.id)
+        await until(lambda: alice.state == "online", "alice online")
+        assert await alice.join_voice(lounge.id)
+
+        assert await asyncio.to_thread(server.stop) == 0
+        await until(lambda: alice.state == "reconnecting", "alice to notice")
+        first = await alice.send(channel.id, "written offline 1")
+        second = await alice.send(channel.id, "written offline 2")
+        assert first.pending
+        assert second.pending
+        assert alice.outbox_size == 2
+        assert [(e.content, e.pending) for e in timeline.entries] == [
+            ("before the restart", False),
+            ("written offline 1", True),
+            ("written offline 2", True),
+        ]
+
+        again = await asyncio.to_thread(live_server_factory, env)
+        assert again.base_url == server.base_url
+        await until(lambda: alice.outbox_size == 0, "the outbox to flush", within=90)
+        assert [(e.content, e.pending) for e in timeline.entries] == [
+            ("before the restart", False),
+            ("written offline 1", False),
+            ("written offline 2", False),
+        ]
+        assert alice.state == "online"
+        assert states[-1] == "online"
+        assert "reconnecting" in states
+
+        # Exactly once on the server, whatever retries happened.
+        async with Client(again.base_url) as check:
+            await check.login("admin", DEFAULT_PASSWORD)
+            contents = [m.content async for m in check.history(channel.id)]
+        assert contents == ["written offline 2", "written offline 1", "before the restart"]
+
+        # The call was dialled again on the restarted server.
+        await until(lambda: alice.voice is not None and alice.voice.connected, "voice back")
+        assert alice.voice is not None
+        assert alice.voice.channel_id == lounge.id
+    finally:
+        await alice.close()
