@@ -258,14 +258,18 @@ class AiortcUser:
         self.name = name
         self.user_id = account.user_id
         self.rpc = rpc
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(Tone(TONES[name]))
         self.received: dict[str, list[NDArray[np.int16]]] = {}
         self.offers: list[str] = []
         self._readers: list[asyncio.Task[None]] = []
         self._channel = ""
-        self.pc.on("track", self._on_track)
+        self.pc = self._connection()
         rpc.handlers["voice.offer"] = self._on_offer
+
+    def _connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(Tone(TONES[self.name]))
+        pc.on("track", self._on_track)
+        return pc
 
     async def join(self, channel_id: str) -> dict[str, Any]:
         """`voice.join`, then our offer with `voice.offer` and its answer applied."""
@@ -277,6 +281,13 @@ class AiortcUser:
         )
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         return joined
+
+    async def rejoin(self, channel_id: str) -> dict[str, Any]:
+        """Come back after `voice.leave`, with a fresh peer connection, on the same socket."""
+        await self._close_media()
+        self.received, self.offers = {}, []
+        self.pc = self._connection()
+        return await self.join(channel_id)
 
     async def _on_offer(self, params: dict[str, Any]) -> None:
         # The server's renegotiation: someone's track came or went.
@@ -300,16 +311,24 @@ class AiortcUser:
                 pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
                 frames.append(pcm.astype(np.int16))
 
+    def frames_from(self, user_id: str) -> int:
+        """How many frames arrived on `user_id`'s track(s)."""
+        return len(self.received.get(user_id, []))
+
     def hears(self, user_id: str, frames: int) -> Callable[[], bool]:
         """A check for :func:`eventually`: `frames` frames arrived on `user_id`'s track."""
-        return lambda: len(self.received.get(user_id, [])) >= frames
+        return lambda: self.frames_from(user_id) >= frames
 
-    async def close(self) -> None:
-        """Close the peer connection and the socket."""
+    async def _close_media(self) -> None:
         await self.pc.close()
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers = []
+
+    async def close(self) -> None:
+        """Close the peer connection and the socket."""
+        await self._close_media()
         await self.rpc.close()
 
 
@@ -404,7 +423,21 @@ async def test_two_aiortc_clients_talk_through_the_gateway(voice_server: LiveSer
         newcomer = await watcher.request("voice.join", {"channel_id": channel})
         assert newcomer["participants"] == [{"user_id": alice.user_id, "muted": False}]
         assert await watcher.request("voice.leave", {"channel_id": channel}) == {}
+
+        # Bob comes back with a new peer connection: Alice is offered his new track (the
+        # rejected m-line stays or is recycled) and they hear each other again.
+        heard = alice.frames_from(bob.user_id)
+        again = await bob.rejoin(channel)
+        assert again["participants"] == [{"user_id": alice.user_id, "muted": False}]
+        await eventually(bob.hears(alice.user_id, frames=50), "Bob hears Alice again")
+        await eventually(
+            alice.hears(bob.user_id, frames=heard + 50), "Alice hears Bob again", within=20
+        )
+        pcm = np.concatenate(alice.received[bob.user_id][-25:])
+        assert abs(dominant_frequency(pcm)[0] - TONES["bob"]) < 15
+        assert set(bob.received) == {alice.user_id}, list(bob.received)
         assert not alice.rpc.errors, alice.rpc.errors
+        assert not bob.rpc.errors, bob.rpc.errors
     finally:
         for client in users:
             await client.close()
@@ -599,6 +632,7 @@ async def test_chromium_talks_through_the_gateway(
     assert media["state"] == "connected", media
     assert media["joined"]["participants"] == [{"user_id": bot_id, "muted": False}]
     assert media["offers"] >= 1, media  # the bot's track came by the server's voice.offer
+    assert media["candidates"] >= 1, media  # trickled with voice.ice, accepted
     # Chromium got exactly one remote track, the bot's (named after its user id), and heard it.
     assert media["tracks"] == [bot_id], media
     inbound = [s for s in media["inbound"] if s["trackIdentifier"] == bot_id]
