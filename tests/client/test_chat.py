@@ -11,6 +11,7 @@ from tests.conftest import LiveServer
 from tests.utils.auth import DEFAULT_PASSWORD
 from voicechat.sdk import Client
 from voicechat.sdk.app import AppSession, Change
+from voicechat.sdk.crypto import MemoryStore
 
 
 def _texts(session: AppSession, channel_id: UUID) -> list[str | None]:
@@ -170,3 +171,28 @@ async def test_attachments_edits_deletes_and_refusals(
 
     assert await alice.delete(entry.id)
     await until(lambda: _texts(admin, channel.id) == ["admin's own"], "the delete")
+
+
+async def test_direct_messages_are_end_to_end_encrypted(sessions: SessionFactory) -> None:
+    await sessions("admin")
+    alice = await sessions("alice")
+    bob = await sessions("bob")
+    for session in (alice, bob):
+        assert await session.enable_encryption(MemoryStore())
+        assert session.encryption_enabled
+    assert bob.me is not None
+    assert bob.me.id is not None
+    dm = await alice.open_dm(bob.me.id)
+    assert dm is not None
+    assert alice.channel_title(dm) == "bob"
+    await until(lambda: dm.id in bob.channels, "the DM in bob's sidebar")
+    assert [bob.channel_title(c) for c in bob.channels.dms] == ["alice"]
+    await bob.select_channel(dm.id)
+    await alice.select_channel(dm.id)
+
+    sent = await alice.send(dm.id, "only bob can read this")
+    assert sent.error is None
+    await until(lambda: _texts(bob, dm.id) == ["only bob can read this"], "bob to read it")
+    assert _texts(alice, dm.id) == ["only bob can read this"]
+    [message] = bob.timeline(dm.id).messages
+    assert message.encrypted is not None, "it travelled as ciphertext"

@@ -82,3 +82,22 @@ async def test_offline_messages_arrive_once_and_voice_comes_back_after_a_restart
         assert alice.voice.channel_id == lounge.id
     finally:
         await alice.close()
+
+    # The next start happens while the server is down: the client opens anyway, from the
+    # stored session, and catches up once the server is back.
+    assert await asyncio.to_thread(again.stop) == 0
+    resumed = await AppSession.resume(settings, tokens=TokenStore(home))
+    assert resumed is not None
+    try:
+        assert resumed.state in ("connecting", "reconnecting")
+        assert resumed.me is not None
+        assert resumed.me.username == "alice"
+        assert resumed.error is not None
+        assert resumed.error.startswith("Cannot reach the server")
+        await asyncio.to_thread(live_server_factory, env)
+        await until(lambda: channel.id in resumed.channels, "the channels after the restart", 90)
+        assert resumed.state == "online"
+        timeline = await resumed.select_channel(channel.id)
+        assert [e.content for e in timeline.entries][-1] == "written offline 2"
+    finally:
+        await resumed.close()

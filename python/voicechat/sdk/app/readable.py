@@ -8,6 +8,7 @@ import httpx
 import websockets
 from pydantic import ValidationError
 
+from voicechat.sdk.crypto import CryptoError, StoreError
 from voicechat.sdk.errors import ApiError, MfaRequired, RateLimitedError
 from voicechat.sdk.gateway import GatewayError
 
@@ -88,6 +89,13 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
         exc, httpx.TransportError | ConnectionError | OSError | websockets.ConnectionClosed
     ):
         return f"Cannot reach the server{where}. Check the address and your connection."
+    if isinstance(exc, StoreError):
+        return (
+            "The encryption keys on this computer cannot be opened (a wrong passphrase, or a "
+            "damaged file)."
+        )
+    if isinstance(exc, CryptoError):
+        return _sentence(f"End-to-end encryption could not start: {exc}")
     if isinstance(exc, ValidationError) and exc.errors():
         return _sentence(str(exc.errors()[0]["msg"]).removeprefix("Value error, "))
     if isinstance(exc, ValueError) and str(exc):

@@ -49,6 +49,14 @@ from voicechat.sdk.app.state import (
 from voicechat.sdk.app.tokens import StoredTokens, TokenStore
 from voicechat.sdk.app.voice import DeviceEngineFactory, EngineFactory, VoiceEngineLike
 from voicechat.sdk.client import Client, MfaSetup
+from voicechat.sdk.crypto import (
+    CryptoError,
+    CryptoStore,
+    KeyringStore,
+    StoreError,
+    TrustEvent,
+    keyring_available,
+)
 from voicechat.sdk.errors import ApiError, AuthError
 from voicechat.sdk.errors import MfaRequired as SdkMfaRequired
 from voicechat.sdk.gateway import GatewayEvent, GatewayState
@@ -155,6 +163,8 @@ class AppSession:
         self._engine: VoiceEngineLike | None = None
         self._muted_before_deafen = False
         self._voice_lock = asyncio.Lock()
+        # Devices seen, changed or forged (end-to-end encryption), for the GUI to show.
+        self.trust_events: list[TrustEvent] = []
         client.on_tokens = self._store_tokens
 
     # -- making a session -------------------------------------------------------------------
@@ -320,6 +330,8 @@ class AppSession:
             settings.username = client.user.username
             settings.save()
         await session.start()
+        if keyring_available() and session.me is not None:
+            await session.enable_encryption()
         return session
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -803,6 +815,57 @@ class AppSession:
         if self.voice is not None:
             self.voice.quality = str(stats.get("quality", "unknown"))
         return stats
+
+    async def open_dm(self, *user_ids: UUID | str) -> Channel | None:
+        """The DM with these users (made if needed), in the channel tree."""
+        try:
+            channel = await self.client.dm(*user_ids)
+        except (ApiError, *_NETWORK_ERRORS) as exc:
+            self._set_error(exc)
+            return None
+        self.channels.upsert(channel)
+        for user in channel.members or []:
+            if user.id not in self.members:
+                self._set_member(user, user.status)
+        self.notify(Change("channels", channel.id))
+        return channel
+
+    # -- end-to-end encryption ----------------------------------------------------------------
+
+    def key_store_path(self) -> Path:
+        """Where this account's encryption keys live on this machine."""
+        host = re.sub(r"[^a-z0-9.-]+", "_", self.server_url.split("://", 1)[-1].lower())
+        username = self.me.username if self.me else "unknown"
+        return self.settings.home / "keys" / f"{host}-{username}.keys"
+
+    @property
+    def encryption_enabled(self) -> bool:
+        """Whether this session encrypts and decrypts (DMs and encrypted channels)."""
+        return self.client.crypto is not None
+
+    async def enable_encryption(self, store: CryptoStore | None = None) -> bool:
+        """Make this installation an encryption device, so DMs and encrypted channels read
+        and write. Done at login when the OS keyring works; without one, pass a store (e.g.
+        `PassphraseStore(session.key_store_path(), passphrase)` after asking for it)."""
+        if self.client.crypto is not None:
+            return True
+        if store is None:
+            account = f"{self.server_url}|{self.me.username if self.me else ''}"
+            store = KeyringStore(self.key_store_path(), account)
+        try:
+            await self.client.enable_encryption(store, on_trust_event=self._on_trust_event)
+        except (ApiError, CryptoError, StoreError, *_NETWORK_ERRORS) as exc:
+            self._set_error(exc)
+            return False
+        for timeline in self._timelines.values():
+            channel = self.channels.get(timeline.channel_id)
+            if timeline.loaded and channel is not None and channel.encrypted:
+                self._spawn(timeline.load_latest())
+        return True
+
+    def _on_trust_event(self, event: TrustEvent) -> None:
+        self.trust_events.append(event)
+        self.notify(Change("trust", payload=event))
 
     # -- account ----------------------------------------------------------------------------
 
