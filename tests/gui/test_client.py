@@ -1,0 +1,214 @@
+"""The desktop client against a live server, driven through its window like a person would:
+log in on the Login screen, chat, see another user's message and typing, open Settings and
+start two-factor set-up, join a voice channel and see who speaks.
+
+One scenario in one window (Kivy cannot reopen its window in a process). Screenshots of each
+screen go to the artifacts folder (see `conftest.artifacts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import wave
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import LiveServer
+from voicechat.sdk import Client
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _play_wav_bot() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("play_wav_bot", EXAMPLES / "play_wav_bot.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tone(path: Path, seconds: float = 3.0, rate: int = 48000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.4 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.tobytes())
+    return path
+
+
+async def test_desktop_client(
+    live_server: LiveServer, x_display: str, artifacts: Path, tmp_path: Path
+) -> None:
+    url = live_server.base_url
+    async with Client(url) as admin:
+        await admin.register("admin", "admin password")
+        community = await admin.create_channel("Community", type="category")
+        await admin.create_channel("general", category_id=str(community.id), topic="Anything goes")
+        await admin.create_channel("Lounge", type="voice", category_id=str(community.id))
+        await admin.send((await admin.channel_by_name("general")).id, "welcome to the server")
+    async with Client(url) as alice:
+        await alice.register("alice", "alice password")
+
+    from kivy_client.main import configure_kivy
+
+    configure_kivy()
+    from kivy.core.window import Window
+
+    from kivy_client.app import VoicechatApp
+    from tests.gui import driver
+    from voicechat.sdk.app.settings import ClientSettings
+
+    settings = ClientSettings.load(tmp_path / "client-home")
+    # No sound card here: the voice engine runs device-less, on the real native peer.
+    settings.audio.input_device = "none"
+    settings.audio.output_device = "none"
+    app = VoicechatApp(server_url=url, settings=settings)
+    failure: list[BaseException] = []
+
+    async def scenario() -> None:
+        try:
+            await asyncio.wait_for(app.ready.wait(), 30)
+            await _login(app, driver, artifacts)
+            bob = await _chat(app, driver, url, artifacts)
+            async with bob:
+                await _settings(app, driver, artifacts)
+                await _voice(app, driver, bob, tmp_path, artifacts)
+        except BaseException as exc:
+            failure.append(exc)
+            await driver.screenshot(artifacts / "failure.png", check=False)
+        finally:
+            app.stop()
+
+    task = asyncio.ensure_future(scenario())
+    await app.run_async()
+    await task
+    if failure:
+        raise failure[0]
+    assert Window is not None
+    for name in ("login", "main", "settings", "voice"):
+        assert (artifacts / f"{name}.png").stat().st_size > 10_000
+
+
+async def _login(app: Any, driver: Any, artifacts: Path) -> None:
+    login = app.screen("login")
+    assert app.manager.current == "login"
+    assert login.ids.server.text == app.server_url_hint
+    await driver.tap(login.ids.username)
+    await driver.type_text("alice")
+    await driver.tap(login.ids.password)
+    await driver.type_text("wrong password")
+    await driver.press("enter")
+    error = await driver.wait_until(lambda: login.error, "the login error")
+    assert error == "Wrong username or password."
+    assert "Wrong username or password." in driver.label_texts(login)
+    await driver.screenshot(artifacts / "login.png")
+
+    login.ids.password.text = ""
+    await driver.tap(login.ids.password)
+    await driver.type_text("alice password")
+    await driver.tap(login.ids.login_button)
+    await driver.wait_until(lambda: app.manager.current == "main", "the main screen")
+
+
+async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
+    from kivy_client.widgets.messages import MessageRow
+
+    main = app.screen("main")
+    await driver.wait_until(lambda: main.channel_title == "#general", "#general to open")
+
+    def rows() -> list[str]:
+        return [row.markup for row in driver.find(main.ids.messages, MessageRow)]
+
+    await driver.wait_until(
+        lambda: any("welcome to the server" in m for m in rows()), "the history"
+    )
+    texts = driver.label_texts(main)
+    assert "COMMUNITY" in texts
+    assert "general" in texts
+    assert "Lounge" in texts
+
+    await driver.tap(main.ids.composer)
+    await driver.type_text("hello from the desktop client")
+    await driver.press("enter")
+    await driver.wait_until(
+        lambda: any("hello from the desktop client" in m and "sending" not in m for m in rows()),
+        "my message, sent",
+    )
+    assert main.ids.composer.text == ""
+
+    bob = Client(url)
+    await bob.register("bob", "bob password")
+    general = await bob.channel_by_name("general")
+    await bob.typing(general.id)
+    await driver.wait_until(lambda: main.typing_text == "bob is typing…", "bob typing")
+    assert "bob is typing…" in driver.label_texts(main)
+    await bob.send(general.id, "hi alice, this is bob")
+    await driver.wait_until(
+        lambda: any("hi alice, this is bob" in m for m in rows()), "bob's message"
+    )
+    await driver.wait_until(lambda: main.typing_text == "", "bob's typing notice to end")
+    await driver.wait_until(
+        lambda: "bob" in driver.label_texts(main.ids.member_list), "bob in the member list"
+    )
+    await driver.screenshot(artifacts / "main.png")
+    return bob
+
+
+async def _settings(app: Any, driver: Any, artifacts: Path) -> None:
+    main = app.screen("main")
+    await driver.tap(main.ids.settings_button)
+    await driver.wait_until(lambda: app.manager.current == "settings", "the settings screen")
+    settings = app.screen("settings")
+    assert "alice" in settings.account_text
+    await driver.tap(settings.ids.mfa_setup_button)
+    await driver.wait_until(lambda: settings.qr is not None, "the MFA QR code")
+    assert settings.mfa_secret
+    assert settings.ids.qr_image.texture is settings.qr
+    await driver.screenshot(artifacts / "settings.png")
+    await driver.press("escape")
+    await driver.wait_until(lambda: app.manager.current == "main", "back to the chat")
+
+
+async def _voice(app: Any, driver: Any, bob: Client, tmp_path: Path, artifacts: Path) -> None:
+    from kivy_client.widgets.panels import ChannelRow, VoiceParticipantRow
+
+    main = app.screen("main")
+    (lounge,) = driver.find(main.ids.channel_list, ChannelRow, label="Lounge")
+    await driver.tap(lounge)
+    await driver.wait_until(lambda: main.in_voice, "the voice bar")
+    assert main.voice_title == "Lounge"
+    assert main.ids.voice_bar.height > 0
+    me = app.session.me
+
+    def speaking(user_id: str) -> bool:
+        rows = driver.find(main.ids.channel_list, VoiceParticipantRow, user_id=user_id)
+        return bool(rows) and rows[0].speaking
+
+    await driver.wait_until(
+        lambda: driver.find(main.ids.channel_list, VoiceParticipantRow, user_id=str(me.id)),
+        "me under Lounge",
+    )
+    player = _play_wav_bot()
+    playing = asyncio.ensure_future(player.play(bob, "Lounge", _tone(tmp_path / "tone.wav")))
+    try:
+        assert bob.user is not None
+        await driver.wait_until(lambda: speaking(str(bob.user.id)), "bob speaking", 30)
+        await driver.screenshot(artifacts / "voice.png")
+    finally:
+        await playing
+
+    await driver.tap(main.ids.mute_button)
+    await driver.wait_until(lambda: main.self_muted, "muted")
+    assert main.ids.mute_button.text == "Unmute"
+    await driver.tap(main.ids.leave_button)
+    await driver.wait_until(lambda: not main.in_voice, "left the voice channel")
