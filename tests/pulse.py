@@ -61,6 +61,8 @@ from tests.utils.dirs import service_dir
 from voicechat.sdk.audio import list_devices
 
 RATE = 48_000
+#: What `start()` sets in this process's environment (restored by `stop()`).
+CLIENT_ENV = ("PULSE_SERVER", "PULSE_RUNTIME_PATH", "ALSA_CONFIG_PATH")
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class PulseAudio:
             time.sleep(0.1)
         # Load the ALSA pulse plugin's PCMs on top of the system's ALSA configuration.
         self._write_alsa_conf()
+        self._saved = {name: os.environ.get(name) for name in CLIENT_ENV}
         for name in ("PULSE_SERVER", "PULSE_RUNTIME_PATH"):
             os.environ[name] = self.env[name]
         os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{self.alsa_conf}"
@@ -180,6 +183,11 @@ class PulseAudio:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+        for name, value in getattr(self, "_saved", {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -577,9 +577,9 @@ class _Worker:
         if engine.deafened:
             frame.fill(0)
         queued = engine._output
-        if queued and not queued[-1].any():
-            # Behind by a frame since an underrun: drop a queued silent frame to catch up.
-            queued.pop()
+        if len(queued) > 0 and not frame.any():
+            # A frame behind since an underrun, and silent: skip this one to catch up.
+            return
         queued.append(frame)
 
     def snapshot(self) -> None:

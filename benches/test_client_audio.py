@@ -1,0 +1,159 @@
+"""Mouth-to-ear latency of the desktop client's audio, against references in the same run.
+
+Everything runs on a private PulseAudio daemon (tests/pulse.py): a 1 kHz tone burst is played
+into Alice's virtual microphone, and one stereo recording holds Alice's microphone (left) and
+Bob's speaker (right) on one sample clock, so the onset difference is the mouth-to-ear latency,
+sample-accurate. Rows (10 bursts each, median):
+
+- `reference-devices`: the same sounddevice input and output streams as the engine (same
+  block, same suggested latency) with the input callback's blocks handed straight to the output
+  callback: what the sound devices alone cost.
+- `reference-pulse-loopback`: PulseAudio's own module-loopback from the microphone to the
+  speaker (latency_msec=1), the floor of this sound server.
+- `engine-*`: two `VoiceEngine`s through a live server's SFU (Opus, DTLS-SRTP over loopback
+  UDP, jitter buffer), with 20 ms and 10 ms Opus frames; RNNoise off (it adds a fixed 10 ms,
+  and on a pure tone it also eats into the onset, which would blur the measurement).
+
+Each engine row reports its ratio to `reference-devices` and the difference, which is what the
+voice path adds (frame, codec, network, jitter buffer, mixing). The timing pytest-benchmark
+shows is the length of the whole measurement, not the latency: read `extra_info` (or the
+printed table). Run: `scripts/bench.sh -k client_audio`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import sounddevice as sd  # type: ignore[import-untyped]
+
+from tests.client_audio.measure import mouth_to_ear, talk, voice_call, write_artifact
+from tests.conftest import LiveServer
+from tests.pulse import PulseAudio, pulse_audio, pulse_cards  # noqa: F401  (fixtures)
+from voicechat.sdk.audio.engine import DEVICE_BLOCK_MS, DEVICE_LATENCY
+
+BURSTS = 10
+RESULTS: dict[str, float] = {}
+
+pytestmark = pytest.mark.slow
+
+
+async def _devices_reference(pulse: PulseAudio) -> list[float]:
+    link = pulse.add_link("ref_a", "ref_b")
+    blocks: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    block = 48 * DEVICE_BLOCK_MS
+
+    def captured(indata: Any, frames: int, time: Any, status: Any) -> None:
+        blocks.put(indata[:, 0].copy())
+
+    def play(outdata: Any, frames: int, time: Any, status: Any) -> None:
+        try:
+            outdata[:, 0] = blocks.get_nowait()
+        except queue.Empty:
+            outdata.fill(0)
+
+    settings = {"samplerate": 48000, "blocksize": block, "channels": 1, "dtype": "float32"}
+    with (
+        sd.InputStream(
+            device=link.mouth.input_device, latency=DEVICE_LATENCY, callback=captured, **settings
+        ),
+        sd.OutputStream(
+            device=link.ear.output_device, latency=DEVICE_LATENCY, callback=play, **settings
+        ),
+    ):
+        await asyncio.sleep(0.5)
+        probe = await talk(pulse, link, BURSTS)
+    return mouth_to_ear(probe)
+
+
+async def _loopback_reference(pulse: PulseAudio) -> list[float]:
+    link = pulse.add_link("loop_a", "loop_b")
+    module = pulse.pactl(
+        "load-module",
+        "module-loopback",
+        "source=vc_loop_a_mic_in",
+        "sink=vc_loop_b_speaker",
+        "latency_msec=1",
+    )
+    try:
+        await asyncio.sleep(1.0)
+        probe = await talk(pulse, link, BURSTS)
+    finally:
+        pulse.pactl("unload-module", module)
+    return mouth_to_ear(probe)
+
+
+async def _engine(pulse: PulseAudio, base_url: str, **config: Any) -> list[float]:
+    link = pulse.add_link("alice", "bob")
+    async with voice_call(base_url, link, **config) as call:
+        await asyncio.sleep(0.5)
+        cpu, wall = time.process_time(), time.monotonic()
+        probe = await talk(pulse, link, BURSTS)
+        # Both engines and both SDK clients live in this process: half is one client's share.
+        RESULTS["cpu_per_client"] = (time.process_time() - cpu) / (time.monotonic() - wall) / 2
+        RESULTS["stats"] = call.bob.stats()  # type: ignore[assignment]
+    return mouth_to_ear(probe)
+
+
+ROWS: dict[str, dict[str, Any] | None] = {
+    "reference-devices": None,
+    "reference-pulse-loopback": None,
+    "engine-20ms": {"frame_ms": 20, "noise_suppression": False},
+    "engine-10ms": {"frame_ms": 10, "noise_suppression": False},
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+def test_mouth_to_ear(
+    benchmark: Any,
+    row: str,
+    pulse_cards: PulseAudio,  # noqa: F811
+    live_server_factory: Callable[..., LiveServer],
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Any,
+) -> None:
+    config = ROWS[row]
+    if row == "reference-devices":
+        measure = lambda: asyncio.run(_devices_reference(pulse_cards))  # noqa: E731
+    elif row == "reference-pulse-loopback":
+        measure = lambda: asyncio.run(_loopback_reference(pulse_cards))  # noqa: E731
+    else:
+        server = live_server_factory(
+            {
+                "VOICECHAT_DATABASE_URL": database_url,
+                "VOICECHAT_VALKEY_URL": clean_valkey,
+                "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+            }
+        )
+        measure = lambda: asyncio.run(  # noqa: E731
+            _engine(pulse_cards, server.base_url, **(config or {}))
+        )
+    delays = benchmark.pedantic(measure, rounds=1, iterations=1)
+    assert delays, "no burst arrived"
+    median = float(np.median(delays)) * 1000
+    RESULTS[row] = median
+    info: dict[str, Any] = {
+        "mouth_to_ear_ms": round(median, 1),
+        "min_ms": round(min(delays) * 1000, 1),
+        "max_ms": round(max(delays) * 1000, 1),
+        "bursts_heard": f"{len(delays)}/{BURSTS}",
+        "all_ms": [round(d * 1000, 1) for d in delays],
+    }
+    reference = RESULTS.get("reference-devices")
+    if row.startswith("engine") and reference:
+        info["ratio_to_devices"] = round(median / reference, 2)
+        info["added_ms"] = round(median - reference, 1)
+        stats = RESULTS.get("stats")
+        if isinstance(stats, dict):
+            info["jitter_buffer_delay_ms"] = round(stats["jitter_buffer_delay"] * 1000, 1)
+            info["underruns"] = stats["underruns"]
+        info["cpu_per_client_percent"] = round(RESULTS["cpu_per_client"] * 100, 1)
+    benchmark.extra_info.update(info)
+    write_artifact(f"bench-{row}.json", info)
+    print(f"\n{row}: {info}")
