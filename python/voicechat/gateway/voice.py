@@ -162,15 +162,26 @@ class VoiceService:
             raise RpcError(
                 ErrorCode.INVALID_REQUEST, "already connected; call voice.join to start again"
             )
+        # Claimed before the await: a second offer meanwhile is refused, and a socket closing
+        # meanwhile makes the SFU let the participant go.
+        participant.connected = True
         try:
             answer = await self.plane.join(
                 str(participant.channel_id), str(participant.user_id), sdp
             )
         except InvalidSdpError as exc:
+            participant.connected = False
             raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
         except RoomFullError:
+            participant.connected = False
             raise Conflict("the channel is full", code="voice_channel_full") from None
-        participant.connected = True
+        except BaseException:
+            participant.connected = False
+            raise
+        if self._participants.get(participant.user_id) is not participant:
+            with contextlib.suppress(UnknownParticipantError, VoiceUnavailable):
+                await self.plane.leave(str(participant.user_id))
+            raise RpcError(ErrorCode.INVALID_REQUEST, "the call ended meanwhile; join again")
         if participant.muted:
             await self.plane.set_muted(str(participant.user_id), True)
         await self._record(participant)
