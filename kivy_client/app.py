@@ -26,13 +26,10 @@ from kivy.uix.screenmanager import NoTransition, Screen, ScreenManager
 
 from kivy_client import KV_DIR
 from kivy_client.widgets import common  # noqa: F401  (registers the kv widget classes)
-from voicechat.sdk.app.readable import readable_error
-from voicechat.sdk.app.session import AppSession
-from voicechat.sdk.app.settings import ClientSettings
+from voicechat.sdk.app import AppSession, ClientSettings, readable_error
 
 if TYPE_CHECKING:
-    from voicechat.sdk.app.state import Change
-    from voicechat.sdk.app.voice import EngineFactory
+    from voicechat.sdk.app import Change, EngineFactory
 
 log = logging.getLogger("voicechat.client")
 

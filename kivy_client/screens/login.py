@@ -13,8 +13,7 @@ from kivy.properties import BooleanProperty, StringProperty
 from kivy_client import KV_DIR
 from kivy_client.app import ClientScreen
 from kivy_client.widgets.common import FlatButton
-from voicechat.sdk.app.readable import readable_error
-from voicechat.sdk.app.session import AppSession, MfaRequired
+from voicechat.sdk.app import AppSession, MfaRequired, readable_error
 
 Builder.load_file(str(KV_DIR / "login.kv"))
 
@@ -151,9 +150,7 @@ class LoginScreen(ClientScreen):
         async def load() -> None:
             box = self.ids.sso_buttons
             try:
-                # GUI needs (client-contract.md): AppSession.sso_providers(server_url).
-                lookup = getattr(AppSession, "sso_providers", None)
-                providers = await lookup(server) if lookup is not None else []
+                providers = await AppSession.sso_providers(server)
             except Exception:
                 providers = []  # an unreachable server shows up when the user logs in
             if server != self._providers_for:

@@ -220,7 +220,7 @@ class MainScreen(ClientScreen):
         else:
             self.typing_text = "Several people are typing…"
 
-    def _draw_messages(self, session: Any, *, prepended: bool = False) -> None:
+    def _draw_messages(self, session: Any) -> None:
         view = self.messages
         if not self.channel_id:
             view.set_rows([])
@@ -243,7 +243,7 @@ class MainScreen(ClientScreen):
             )
         for entry in timeline.entries:
             message, pending = entry.message, entry.pending
-            reply = timeline.find(message.reply_to) if message.reply_to is not None else None
+            reply = timeline.get(message.reply_to) if message.reply_to is not None else None
             markup = message_markup(message, reply, pending=pending, error=entry.error)
             key = (str(message.id), message.edited_at, pending, entry.error, reply is not None)
             text_height = self.heights.height(key, markup, width)
@@ -262,7 +262,7 @@ class MainScreen(ClientScreen):
                     "height": text_height + dp(ROW_PADDING * 2 + ATTACHMENT_ROW * len(attachments)),
                 }
             )
-        view.set_rows(rows, prepended=prepended)
+        view.set_rows(rows)
 
     def _on_width(self, _instance: Any, width: float) -> None:
         if abs(width - self._width_seen) > 1 and self.session is not None:
@@ -289,7 +289,7 @@ class MainScreen(ClientScreen):
                 self.channel_title = f"#{channel.name}"
             self.channel_topic = channel.topic or ""
         self.cancel_compose_state()
-        self.messages._pinned = True
+        self.messages.pin_to_newest()
         app = App.get_running_app()
         app.spawn(session.select_channel(channel_id), "open the channel")
         self.refresh({"*"})
@@ -307,11 +307,9 @@ class MainScreen(ClientScreen):
 
         async def load() -> None:
             try:
-                await session.load_older(channel_id)
+                await session.load_older(channel_id)  # the timeline change redraws
             finally:
                 self._loading_older = False
-            if channel_id == self.channel_id:
-                self._draw_messages(session, prepended=True)
 
         App.get_running_app().spawn(load(), "load older messages")
 
@@ -344,7 +342,7 @@ class MainScreen(ClientScreen):
         composer.text = ""
         self._last_typing = 0.0
         self.cancel_compose_state()
-        self.messages._pinned = True
+        self.messages.pin_to_newest()
         app.spawn(
             session.send(self.channel_id, text, reply_to=reply_to, attachments=files),
             "send the message",
@@ -420,7 +418,7 @@ class MainScreen(ClientScreen):
         return False
 
     def _message(self, message_id: str) -> Any:
-        return self.session.timeline(self.channel_id).find(UUID(message_id))
+        return self.session.timeline(self.channel_id).get(UUID(message_id))
 
     # -- voice --------------------------------------------------------------------------------
 
@@ -537,7 +535,7 @@ def _dm_title(channel: Any, session: Any) -> str:
 
 def _voice_members(session: Any, channel_id: str) -> list[VoiceParticipantRow]:
     rows = []
-    room = session.voice_rooms.get(UUID(channel_id), {})
+    room = session.channels.voice_rooms.get(UUID(channel_id), {})
     for user_id, participant in room.items():
         member = _member(session, user_id)
         rows.append(

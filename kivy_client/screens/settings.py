@@ -175,7 +175,7 @@ class SettingsScreen(ClientScreen):
 
             devices = list_devices()
         except Exception as exc:
-            from voicechat.sdk.app.readable import readable_error
+            from voicechat.sdk.app import readable_error
 
             self.devices_note = f"Sound devices unavailable: {readable_error(exc)}"
             return

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.core.text.markup import MarkupLabel
 from kivy.metrics import dp, sp
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
@@ -165,10 +166,14 @@ class MessageView(RecycleView):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.menu: DropDown | None = None
         self._pinned = True
+        self._settling = 0
+        self._target = 0.0
 
     def on_scroll_y(self, _instance: Any, value: float) -> None:
+        if self._settling or self._content_height() <= self.height:
+            return  # our own scrolling, or nothing to scroll
         self._pinned = value <= 0.001
-        if value >= 0.999 and self.data and self.height < self._content_height():
+        if value >= 0.999:
             screen = _main_screen(self)
             if screen is not None:
                 screen.load_older()
@@ -176,23 +181,40 @@ class MessageView(RecycleView):  # type: ignore[misc]
     def _content_height(self) -> float:
         return float(sum(item.get("height", 0) for item in self.data))
 
-    def set_rows(self, rows: list[dict[str, Any]], *, prepended: bool = False) -> None:
-        """Replace the rows, keeping the bottom pinned or, after older messages were
-        added at the top, the same messages in view."""
-        before = self._content_height()
-        old_scroll = float(self.scroll_y)
+    def set_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the rows. A view at the newest message stays there; otherwise the same
+        messages stay in view, whether rows were added above (older history) or below."""
+        before, old_scroll = self._content_height(), float(self.scroll_y)
+        added_above = _grew_at_top(self.data, rows)
         self.data = rows
         after = self._content_height()
         scrollable = after - self.height
+        offset = old_scroll * max(before - self.height, 0)  # distance from the bottom
         if scrollable <= 0:
-            self.scroll_y = 1.0
-        elif self._pinned and not prepended:
-            self.scroll_y = 0.0
-        elif prepended:
-            # Keep the viewport's distance from the bottom of the content.
-            old_offset = old_scroll * max(before - self.height, 0)
-            self.scroll_y = min(1.0, (old_offset + after - before) / scrollable)
+            target = 1.0
+        elif self._pinned and not added_above:
+            target = 0.0
+        elif added_above:
+            target = offset / scrollable
+        else:
+            target = (offset + after - before) / scrollable
+        self._target = min(1.0, max(0.0, target))
         self.refresh_from_data()
+        # ScrollView keeps its pixel offset while the layout catches up over the next frames,
+        # which moves scroll_y: hold the target until it has settled.
+        self._settling = 2
+        self.scroll_y = self._target
+        Clock.schedule_once(self._settle, 0)
+
+    def _settle(self, _dt: float) -> None:
+        self.scroll_y = self._target
+        self._settling -= 1
+        if self._settling > 0:
+            Clock.schedule_once(self._settle, 0)
+
+    def pin_to_newest(self) -> None:
+        """Follow the newest message again (after sending, or opening a channel)."""
+        self._pinned = True
 
     def reply(self, message_id: str) -> None:
         """Reply to a message (the composer shows what it replies to)."""
@@ -217,6 +239,15 @@ class MessageView(RecycleView):  # type: ignore[misc]
         screen = _main_screen(self)
         if screen is not None:
             screen.download(attachment)
+
+
+def _grew_at_top(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """Whether `new` is `old` with messages added before its first message."""
+    old_ids = [r["message_id"] for r in old if "message_id" in r]
+    new_ids = [r["message_id"] for r in new if "message_id" in r]
+    if not old_ids or len(new_ids) <= len(old_ids):
+        return False
+    return new_ids[-len(old_ids) :] == old_ids
 
 
 def _message_view(widget: Any) -> MessageView:

@@ -70,10 +70,14 @@ def walk(root: Any) -> Iterator[Any]:
 
 
 def find(root: Any, kind: type, **attributes: Any) -> list[Any]:
-    """Widgets of a class whose attributes have these values."""
+    """Widgets of a class whose attributes have these values (`root=None`: the whole window,
+    popups and menus included)."""
+    widgets = (
+        (w for child in list(Window.children) for w in walk(child)) if root is None else walk(root)
+    )
     return [
         widget
-        for widget in walk(root)
+        for widget in widgets
         if isinstance(widget, kind)
         and all(getattr(widget, name, None) == value for name, value in attributes.items())
     ]

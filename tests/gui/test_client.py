@@ -55,7 +55,11 @@ async def test_desktop_client(
         community = await admin.create_channel("Community", type="category")
         await admin.create_channel("general", category_id=str(community.id), topic="Anything goes")
         await admin.create_channel("Lounge", type="voice", category_id=str(community.id))
-        await admin.send((await admin.channel_by_name("general")).id, "welcome to the server")
+        general = await admin.channel_by_name("general")
+        # More than one page (50) of history, so the client has to load older messages.
+        for n in range(55):
+            await admin.send(general.id, f"history {n}")
+        await admin.send(general.id, "welcome to the server")
     async with Client(url) as alice:
         await alice.register("alice", "alice password")
 
@@ -66,12 +70,13 @@ async def test_desktop_client(
 
     from kivy_client.app import VoicechatApp
     from tests.gui import driver
-    from voicechat.sdk.app.settings import ClientSettings
+    from voicechat.sdk.app import ClientSettings
 
     settings = ClientSettings.load(tmp_path / "client-home")
     # No sound card here: the voice engine runs device-less, on the real native peer.
     settings.audio.input_device = "none"
     settings.audio.output_device = "none"
+    settings.download_dir = str(tmp_path / "downloads")
     app = VoicechatApp(server_url=url, settings=settings)
     failure: list[BaseException] = []
 
@@ -81,8 +86,10 @@ async def test_desktop_client(
             await _login(app, driver, artifacts)
             bob = await _chat(app, driver, url, artifacts)
             async with bob:
+                await _message_actions(app, driver, bob, tmp_path)
                 await _settings(app, driver, artifacts)
                 await _voice(app, driver, bob, tmp_path, artifacts)
+            await _connection_lost(app, driver, live_server)
         except BaseException as exc:
             failure.append(exc)
             await driver.screenshot(artifacts / "failure.png", check=False)
@@ -132,6 +139,19 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
     await driver.wait_until(
         lambda: any("welcome to the server" in m for m in rows()), "the history"
     )
+    # Scrolled to the top, the view fetches the page before the oldest loaded message.
+    view = main.ids.messages
+    assert not any("history 0\n" in row.get("markup", "") + "\n" for row in view.data)
+    view.scroll_y = 1.0
+    await driver.wait_until(
+        lambda: any(row.get("markup", "").endswith("history 0") for row in view.data),
+        "older history",
+    )
+    await driver.wait_until(
+        lambda: view.data[0].get("text") == "This is the beginning of #general.",
+        "the start of the channel",
+    )
+    view.scroll_y = 0.0
     texts = driver.label_texts(main)
     assert "COMMUNITY" in texts
     assert "general" in texts
@@ -212,3 +232,104 @@ async def _voice(app: Any, driver: Any, bob: Client, tmp_path: Path, artifacts: 
     assert main.ids.mute_button.text == "Unmute"
     await driver.tap(main.ids.leave_button)
     await driver.wait_until(lambda: not main.in_voice, "left the voice channel")
+
+
+def _row(driver: Any, main: Any, text: str) -> Any:
+    from kivy_client.widgets.messages import MessageRow
+
+    for row in driver.find(main.ids.messages, MessageRow):
+        if text in row.markup:
+            return row
+    return None
+
+
+async def _menu(driver: Any, main: Any, text: str, action: str) -> None:
+    from kivy_client.widgets.common import FlatButton
+
+    row = await driver.wait_until(lambda: _row(driver, main, text), f"the row {text!r}")
+    await driver.tap(row.ids.menu_button)
+    (button,) = await driver.wait_until(
+        lambda: driver.find(None, FlatButton, text=action), f"the {action} menu item"
+    )
+    await driver.tap(button)
+
+
+async def _message_actions(app: Any, driver: Any, bob: Client, tmp_path: Path) -> None:
+    from kivy.uix.filechooser import FileChooserListView
+
+    from kivy_client.widgets.common import FlatButton
+
+    main = app.screen("main")
+    general = await bob.channel_by_name("general")
+
+    # Edit my message from its menu: the composer takes its text; Enter saves.
+    await _menu(driver, main, "hello from the desktop client", "Edit")
+    assert main.ids.composer.text == "hello from the desktop client"
+    assert "Editing message" in main.composer_note
+    await driver.type_text(", edited")
+    await driver.press("enter")
+    row = await driver.wait_until(
+        lambda: _row(driver, main, "hello from the desktop client, edited"), "the edit"
+    )
+    await driver.wait_until(lambda: "(edited)" in row.markup, "the edited marker")
+
+    # Reply to Bob: the reply shows what it answers.
+    await _menu(driver, main, "hi alice, this is bob", "Reply")
+    assert main.composer_note.startswith("Replying to bob")
+    await driver.type_text("hey bob")
+    await driver.press("enter")
+    reply = await driver.wait_until(lambda: _row(driver, main, "hey bob"), "my reply")
+    await driver.wait_until(lambda: "bob: hi alice, this is bob" in reply.markup, "the quote")
+
+    # Delete it again, after confirming.
+    await _menu(driver, main, "hey bob", "Delete")
+    (confirm,) = await driver.wait_until(
+        lambda: [b for b in driver.find(None, FlatButton, text="Delete") if b.bg[0] > 0.8],
+        "the confirmation",
+    )
+    await driver.tap(confirm)
+    await driver.wait_until(lambda: _row(driver, main, "hey bob") is None, "the deletion")
+
+    # A file from Bob: its Download button saves it to the download folder.
+    uploaded = await bob.upload(
+        b"quarterly numbers\n", filename="report.txt", channel_id=general.id
+    )
+    await bob.send(general.id, "the report", attachments=[uploaded["id"]])
+    row = await driver.wait_until(lambda: _row(driver, main, "the report"), "bob's file")
+    (download,) = await driver.wait_until(
+        lambda: driver.find(row, FlatButton, text="Download report.txt (18 B)"), "the button"
+    )
+    await driver.tap(download)
+    saved = tmp_path / "downloads" / "report.txt"
+    await driver.wait_until(saved.exists, "the downloaded file")
+    assert saved.read_bytes() == b"quarterly numbers\n"
+    await driver.wait_until(lambda: app.toast_text.startswith("Saved report.txt"), "the toast")
+
+    # Attach a file of my own through the file picker.
+    notes = tmp_path / "picked" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("see attached")
+    await driver.tap(main.ids.attach_button)
+    (chooser,) = await driver.wait_until(
+        lambda: driver.find(None, FileChooserListView), "the file picker"
+    )
+    chooser.path = str(notes.parent)
+    chooser.selection = [str(notes)]
+    (attach,) = driver.find(None, FlatButton, text="Attach")
+    await driver.tap(attach)
+    assert main.composer_note == "Attached: notes.txt"
+    await driver.tap(main.ids.composer)
+    await driver.type_text("my notes")
+    await driver.press("enter")
+    await driver.wait_until(
+        lambda: (r := _row(driver, main, "my notes")) is not None and r.attachments,
+        "my attachment",
+    )
+
+
+async def _connection_lost(app: Any, driver: Any, server: LiveServer) -> None:
+    main = app.screen("main")
+    assert main.banner == ""
+    server.stop()
+    await driver.wait_until(lambda: main.banner.startswith("Connection lost"), "the banner")
+    assert main.ids.banner.height > 0
