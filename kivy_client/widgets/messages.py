@@ -160,7 +160,9 @@ class MessageView(RecycleView):  # type: ignore[misc]
     view pinned to the newest message, and asks for older pages when scrolled to the top."""
 
     loading_older = BooleanProperty(False)
-    scroll_y: float  # ScrollView's Kivy property, declared for the type checker
+    # Kivy properties of RecycleView/ScrollView, declared for the type checker.
+    scroll_y: float
+    data: list[dict[str, Any]]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
