@@ -436,3 +436,43 @@ def test_a_voice_node_needs_valkey() -> None:
     )
     assert unreachable.returncode == 1
     assert unreachable.stderr.splitlines() == ["voicechat: cannot reach Valkey: ConnectionError"]
+
+
+async def test_a_node_that_stops_answering_gives_a_clear_error(
+    voice_node_factory: Callable[[], VoiceNodeProcess],
+    live_server_factory: Callable[..., LiveServer],
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+    members: Callable[..., Any],
+) -> None:
+    node = await asyncio.to_thread(voice_node_factory)
+    api = await asyncio.to_thread(
+        live_server_factory,
+        {
+            "VOICECHAT_DATABASE_URL": database_url,
+            "VOICECHAT_VALKEY_URL": clean_valkey,
+            "VOICECHAT_DATA_DIR": str(tmp_path / "api-data"),
+            "VOICECHAT_VOICE_MODE": "remote",
+            "VOICECHAT_VOICE_REQUEST_TIMEOUT": "1",
+        },
+    )
+    admin = await members(api, "admin")
+    channel = await admin.chat.create_channel("Lounge", type="voice")
+    await admin.chat.gateway.request("voice.join", {"channel_id": str(channel.id)})
+    admin.call = VoiceCall(admin.chat, channel.id)
+    offer = await admin.call.peer.offer()
+
+    node.process.send_signal(signal.SIGSTOP)  # alive on paper (for a few seconds), but silent
+    try:
+        with pytest.raises(GatewayError) as unavailable:
+            await admin.chat.gateway.request(
+                "voice.offer", {"channel_id": str(channel.id), "sdp": offer}
+            )
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+    assert unavailable.value.code == "-32000"
+    assert "voice" in unavailable.value.message
+    # Woken up, the node finds the join its sender gave up on and drops it unrun.
+    await _eventually(lambda: "dropped a stale join request" in node.log)
+    assert node.process.poll() is None
