@@ -2,6 +2,8 @@
 
 `Sfu` and `Peer` wrap `voicechat._native.sfu` (see docs/voice.md). The native objects run
 their own media threads; these wrappers only move blocking calls off the event loop.
+`plane` is what the gateway's voice service drives (the SFU in process, or voice nodes through
+`remote`); `node` is the `voicechat voice` process's side of that control channel (`control`).
 """
 
 from voicechat._native.sfu import ParticipantStats, ReceivedPacket, SfuConfig, SfuEvent
