@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from tests.client_audio.conftest import Room, tone, tone_power
+from tests.audio.signals import speech, white_noise
+from tests.client_audio.conftest import RATE, Room, tone, tone_power
 from voicechat.sdk.audio import AudioConfig, AudioConfigError, VoiceEngine
 
 HEARD_RMS = 0.02  # the tone is sent at 0.3 amplitude (about 0.21 RMS)
@@ -112,3 +113,28 @@ def test_bad_settings_are_refused() -> None:
         AudioConfig(frame_ms=25)
     with pytest.raises(AudioConfigError, match="mode must be"):
         AudioConfig(mode="always")  # type: ignore[arg-type]
+
+
+async def test_default_settings_send_speech_not_room_noise(room: Room) -> None:
+    """Noise suppression and voice activity on (the defaults): speech is heard, a steady hiss
+    on its own is not sent at all."""
+    alice = VoiceEngine(room.calls["alice"], AudioConfig(), devices=False)
+    bob = VoiceEngine(room.calls["bob"], AudioConfig(), devices=False)
+    await alice.start()
+    await bob.start()
+    try:
+        alice.feed_input(white_noise(RATE * 5, rms=0.01))  # -40 dBFS: RNNoise calls it voice
+        await asyncio.sleep(3.5)  # the noise floor adapts within 3 s
+        sent = alice.stats()["packets_sent"]
+        await asyncio.sleep(1.2)
+        assert alice.stats()["packets_sent"] == sent, "steady noise alone is not sent"
+        bob.take_output()
+        words = speech()
+        alice.feed_input(words + white_noise(len(words), rms=0.01))
+        await asyncio.sleep(len(words) / RATE + 0.5)
+        heard = bob.take_output()
+        assert alice.stats()["packets_sent"] > sent + 50
+        assert np.sqrt(np.mean(heard**2)) > 0.02
+    finally:
+        await alice.stop()
+        await bob.stop()

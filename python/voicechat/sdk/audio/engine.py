@@ -498,6 +498,7 @@ class _Worker:
         self.playback = PlaybackPipeline(
             frame_ms=config.frame_ms, min_delay=MIN_DELAY, max_delay=MAX_DELAY
         )
+        self.activity = NoiseFloorGate(config.frame_ms)
         for user_id, index in self.senders.items():
             self.playback.set_gain(index, self.engine._volumes.get(user_id, 1.0))
         self.engine._output.clear()
@@ -547,11 +548,12 @@ class _Worker:
         engine = self.engine
         for packet in self.capture.push(frame):
             config = engine._config
-            gate = packet.voice if config.mode == "voice_activity" else engine._ptt
+            speech = self.activity.update(packet.level, packet.voice)
+            gate = speech if config.mode == "voice_activity" else engine._ptt
             sending = gate and not engine.muted
             snapshot = engine._snapshot
             snapshot.input_level = level_to_meter(packet.level)
-            snapshot.speaking_local = packet.voice
+            snapshot.speaking_local = speech
             snapshot.sending = sending
             if sending:
                 engine.call.send(packet.payload, packet.level)
@@ -621,6 +623,46 @@ class _Worker:
                 "senders": len(self.senders),
             },
         )
+
+
+class NoiseFloorGate:
+    """Voice activity over an adaptive noise floor, on top of the pipeline's detector.
+
+    The pipeline's detector (a fixed -50 dBov threshold and RNNoise's voice probability)
+    passes steady noise louder than the threshold: RNNoise scores white hiss at -40 dBFS as
+    voice (0.93 median). This gate also wants the frame `MARGIN_DB` louder than the noise
+    floor, estimated as the `FLOOR_PERCENTILE`th percentile (towards quiet) of the last
+    `WINDOW` seconds of frame levels, so a steady fan or hiss stops being sent within
+    `WINDOW` seconds while speech over it still goes through. The decision holds for
+    `HANGOVER` seconds after the last frame that passed, like the pipeline's.
+    """
+
+    WINDOW = 3.0
+    FLOOR_PERCENTILE = 90  # of levels in -dBov, so the quiet end
+    MARGIN_DB = 6.0
+    HANGOVER = 0.3
+
+    def __init__(self, frame_ms: int) -> None:
+        frames = int(self.WINDOW * 1000 / frame_ms)
+        # Start from silence: until a window of input is in, only the fixed threshold counts.
+        self.levels: deque[int] = deque([127] * frames, maxlen=frames)
+        self.hangover = max(1, int(self.HANGOVER * 1000 / frame_ms))
+        self.floor = 127.0
+        self.open_for = 0
+        self.refresh = max(1, 200 // frame_ms)  # re-estimate every 200 ms
+        self.count = 0
+
+    def update(self, level: int, voice: bool) -> bool:
+        """Take one frame's RFC 6464 level and the pipeline's decision; return the gate's."""
+        self.levels.append(level)
+        self.count += 1
+        if self.count % self.refresh == 0:
+            self.floor = float(np.percentile(self.levels, self.FLOOR_PERCENTILE))
+        if voice and level <= self.floor - self.MARGIN_DB:
+            self.open_for = self.hangover
+        elif self.open_for > 0:
+            self.open_for -= 1
+        return self.open_for > 0
 
 
 def level_to_meter(level: int) -> float:
