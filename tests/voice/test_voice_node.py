@@ -207,6 +207,7 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     voice_node_factory: Callable[[], VoiceNodeProcess],
     remote_api_factory: Callable[[], LiveServer],
     members: Callable[..., Any],
+    clean_valkey: str,
 ) -> None:
     node = await asyncio.to_thread(voice_node_factory)
     api_a = await asyncio.to_thread(remote_api_factory)
@@ -232,6 +233,22 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     await _eventually(lambda: alice.seen("voice.user_joined", user_id=bob.user_id))
     await _eventually(lambda: bob.seen("voice.user_joined", user_id=alice.user_id))
 
+    # Garbage and forged events on the API instances' inboxes are dropped: a `left` for Alice
+    # from a node she is not on changes nothing.
+    with Redis.from_url(clean_valkey) as valkey:
+        inboxes = valkey.pubsub_channels(keys.voice_inbox("*"))
+        assert len(inboxes) == 2
+        forged = {"v": 1, "type": "event", "node": "elsewhere", "kind": "left"}
+        for inbox in inboxes:
+            for raw in [
+                b"\xff garbage",
+                "[]",
+                json.dumps({"v": 1, "type": "reply", "id": "nobody", "ok": True}),
+                json.dumps({"v": 1, "type": "event", "node": node.node_id}),
+                json.dumps({**forged, "room": str(channel.id), "participant": alice.user_id}),
+            ]:
+                valkey.publish(inbox, raw)
+
     # Both media paths end on the one node, although signalling went through two instances.
     received = await _talk_until_heard({"alice": alice.call, "bob": bob.call})
     for me, other, whom in [("alice", "bob", bob), ("bob", "alice", alice)]:
@@ -249,6 +266,7 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     await _eventually(lambda: alice.seen("voice.state", user_id=bob.user_id, muted=True))
     await bob.call.leave()
     await _eventually(lambda: alice.seen("voice.user_left", user_id=bob.user_id))
+    assert not bob.seen("voice.user_left", user_id=alice.user_id)
     assert node.process.poll() is None
 
 
