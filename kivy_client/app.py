@@ -145,6 +145,8 @@ class VoicechatApp(App):  # type: ignore[misc]
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.session = session
+        if self.manager.has_screen("main"):
+            self.screen("main").reset()  # a new session: nothing of the last one shows
         self._unsubscribe = session.subscribe(self._on_change)
         await session.start()
         self.connection_state = str(session.state)

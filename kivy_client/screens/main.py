@@ -87,6 +87,15 @@ class MainScreen(ClientScreen):
         Window.bind(on_key_down=self._on_key_down, on_key_up=self._on_key_up)
         self.bind(width=self._on_width)
 
+    def reset(self) -> None:
+        """Forget the channel shown and what was being composed (a new session starts)."""
+        self.channel_id = self.channel_title = self.channel_topic = ""
+        self.typing_text = ""
+        self.ids.composer.text = ""
+        self.cancel_compose_state()
+        self.messages.pin_to_newest()
+        self.messages.set_rows([])
+
     @property
     def session(self) -> Any:
         """The app's session (set while this screen shows)."""

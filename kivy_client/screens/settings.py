@@ -66,6 +66,7 @@ class SettingsScreen(ClientScreen):
                 f"Signed in as [b]{display_name(me)}[/b] (@{me.username}) on {settings.server_url}"
             )
             self.mfa_enabled = bool(me.mfa_enabled)
+            self.ids.presence.text = str(me.status)
         self._loading = True
         try:
             audio = settings.audio

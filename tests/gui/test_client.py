@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pyotp
 import pytest
 
 from tests.conftest import LiveServer
@@ -89,6 +90,7 @@ async def test_desktop_client(
                 await _message_actions(app, driver, bob, tmp_path)
                 await _settings(app, driver, artifacts)
                 await _voice(app, driver, bob, tmp_path, artifacts)
+            await _log_out_and_in_with_mfa(app, driver)
             await _connection_lost(app, driver, live_server)
         except BaseException as exc:
             failure.append(exc)
@@ -142,11 +144,13 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
     # Scrolled to the top, the view fetches the page before the oldest loaded message.
     view = main.ids.messages
     assert not any("history 0\n" in row.get("markup", "") + "\n" for row in view.data)
-    view.scroll_y = 1.0
-    await driver.wait_until(
-        lambda: any(row.get("markup", "").endswith("history 0") for row in view.data),
-        "older history",
-    )
+
+    def scrolled_to_the_oldest() -> bool:
+        if view.scroll_y < 1.0:
+            view.scroll_y = 1.0  # the person drags the view to the top (again, if it moved)
+        return any(row.get("markup", "").endswith("history 0") for row in view.data)
+
+    await driver.wait_until(scrolled_to_the_oldest, "older history")
     await driver.wait_until(
         lambda: view.data[0].get("text") == "This is the beginning of #general.",
         "the start of the channel",
@@ -195,6 +199,14 @@ async def _settings(app: Any, driver: Any, artifacts: Path) -> None:
     assert settings.mfa_secret
     assert settings.ids.qr_image.texture is settings.qr
     await driver.screenshot(artifacts / "settings.png")
+
+    # Confirm with the authenticator's code: MFA is on, and the backup codes show once.
+    await driver.tap(settings.ids.mfa_code)
+    await driver.type_text(pyotp.TOTP(settings.mfa_secret).now())
+    await driver.tap(settings.ids.mfa_confirm_button)
+    await driver.wait_until(lambda: settings.backup_codes, "the backup codes")
+    assert settings.mfa_enabled
+    assert settings.ids.mfa_confirm_button.text == "Turn off"
     await driver.press("escape")
     await driver.wait_until(lambda: app.manager.current == "main", "back to the chat")
 
@@ -327,9 +339,30 @@ async def _message_actions(app: Any, driver: Any, bob: Client, tmp_path: Path) -
     )
 
 
+async def _log_out_and_in_with_mfa(app: Any, driver: Any) -> None:
+    main, login = app.screen("main"), app.screen("login")
+    backup_code = app.screen("settings").backup_codes.split()[0]
+    await driver.tap(main.ids.settings_button)
+    await driver.wait_until(lambda: app.manager.current == "settings", "the settings screen")
+    await driver.tap(app.screen("settings").ids.logout_button)
+    await driver.wait_until(lambda: app.manager.current == "login", "the login screen")
+    assert login.ids.username.text == "alice"
+
+    await driver.tap(login.ids.password)
+    await driver.type_text("alice password")
+    await driver.press("enter")
+    await driver.wait_until(lambda: login.mfa, "the code prompt")
+    assert "AUTHENTICATION CODE" in driver.label_texts(login)
+    await driver.tap(login.ids.code)
+    await driver.type_text(backup_code)
+    await driver.tap(login.ids.verify_button)
+    await driver.wait_until(lambda: app.manager.current == "main", "the main screen again")
+    await driver.wait_until(lambda: main.channel_title == "#general", "#general again")
+    await driver.wait_until(lambda: main.banner == "", "the connection to come up")
+
+
 async def _connection_lost(app: Any, driver: Any, server: LiveServer) -> None:
     main = app.screen("main")
-    assert main.banner == ""
     server.stop()
     await driver.wait_until(lambda: main.banner.startswith("Connection lost"), "the banner")
     assert main.ids.banner.height > 0
