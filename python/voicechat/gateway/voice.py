@@ -64,6 +64,7 @@ class _Participant:
     socket: Socket
     can_speak: bool
     muted: bool
+    #: In the SFU: set when `voice.offer` starts joining it, cleared when it leaves it.
     connected: bool = False
     pending: list[str] = field(default_factory=list)
 
