@@ -169,6 +169,13 @@ async def test_attachments_edits_deletes_and_refusals(
     )
     assert alice.error == "You are not allowed to do that here."
 
+    # A file that is gone by the time it would be uploaded: refused here, with a sentence.
+    missing = await alice.send(channel.id, "see attached", attachments=[tmp_path / "gone.txt"])
+    assert missing.error == "Cannot open gone.txt: it does not exist."
+    assert not missing.pending
+    alice.discard(missing)
+    assert alice.outbox_size == 0
+
     assert await alice.delete(entry.id)
     await until(lambda: _texts(admin, channel.id) == ["admin's own"], "the delete")
 

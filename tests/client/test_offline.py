@@ -96,7 +96,8 @@ async def test_offline_messages_arrive_once_and_voice_comes_back_after_a_restart
         assert resumed.error.startswith("Cannot reach the server")
         await asyncio.to_thread(live_server_factory, env)
         await until(lambda: channel.id in resumed.channels, "the channels after the restart", 90)
-        assert resumed.state == "online"
+        now: str = resumed.state  # (mypy keeps the narrowing from before the wait)
+        assert now == "online"
         timeline = await resumed.select_channel(channel.id)
         assert [e.content for e in timeline.entries][-1] == "written offline 2"
     finally:

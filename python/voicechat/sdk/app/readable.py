@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import socket
+from pathlib import Path
 
 import httpx
 import websockets
@@ -85,10 +87,22 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
         return f"The server{where} did not answer in time. Check your connection."
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return "That server address is not valid. It should look like https://chat.example.com."
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        name = Path(str(exc.filename)).name if exc.filename else "the file"
+        if isinstance(exc, FileNotFoundError):
+            reason = "it does not exist"
+        elif isinstance(exc, PermissionError):
+            reason = "you may not read it"
+        else:
+            reason = "it is a folder"
+        return f"Cannot open {name}: {reason}."
     if isinstance(
-        exc, httpx.TransportError | ConnectionError | OSError | websockets.ConnectionClosed
+        exc,
+        httpx.TransportError | ConnectionError | socket.gaierror | websockets.ConnectionClosed,
     ):
         return f"Cannot reach the server{where}. Check the address and your connection."
+    if isinstance(exc, OSError):
+        return _sentence(exc.strerror or type(exc).__name__)
     if isinstance(exc, StoreError):
         return (
             "The encryption keys on this computer cannot be opened (a wrong passphrase, or a "

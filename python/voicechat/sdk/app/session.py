@@ -75,6 +75,9 @@ OUTBOX_RETRY_SECONDS = 5.0
 # Network failures: the message stays in the outbox and goes out after the next reconnect.
 _NETWORK_ERRORS = (httpx.TransportError, ConnectionError, OSError, websockets.ConnectionClosed)
 
+# An attachment that cannot be read: the message is refused here, not retried.
+_LOCAL_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
+
 _GATEWAY_STATES: dict[GatewayState, ConnectionState] = {
     "connecting": "connecting",
     "online": "online",
@@ -557,11 +560,15 @@ class AppSession:
                     continue
                 try:
                     message = await self._deliver(item)
+                except _LOCAL_FILE_ERRORS as exc:
+                    item.error = self._set_error(exc)
+                    self.notify(Change("timeline", item.channel_id))
+                    continue
                 except _NETWORK_ERRORS as exc:
                     log.info("outbox: server unreachable (%s); %d waiting", exc, len(self._outbox))
                     self._schedule_outbox_retry()
                     return
-                except (ApiError, OSError, ValueError) as exc:
+                except (ApiError, CryptoError, ValueError) as exc:
                     item.error = self._set_error(exc)
                     self.notify(Change("timeline", item.channel_id))
                     continue
@@ -676,7 +683,8 @@ class AppSession:
             try:
                 await self._dial(self.voice)
             except (ApiError, TimeoutError, *_NETWORK_ERRORS) as exc:
-                await self._hang_up(announce=False)
+                # Tell the server too: voice.join may have succeeded before the media failed.
+                await self._hang_up(announce=True)
                 self.voice = None
                 self._set_error(exc)
                 self.notify(Change("voice"))
@@ -939,7 +947,7 @@ class AppSession:
             try:
                 await self._dial(voice)
             except (ApiError, TimeoutError, *_NETWORK_ERRORS) as exc:
-                await self._hang_up(announce=False)
+                await self._hang_up(announce=True)
                 self.voice = None
                 self._set_error(exc)
         self.notify(Change("voice", voice.channel_id))

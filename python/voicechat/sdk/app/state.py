@@ -215,6 +215,7 @@ class Timeline:
         self.loaded = False
         self.unread = 0
         self._ids: set[UUID] = set()
+        self._early: list[Message] = []
         self._lock = asyncio.Lock()
         self._typing: dict[UUID, asyncio.TimerHandle] = {}
 
@@ -263,12 +264,16 @@ class Timeline:
         async with self._lock:
             page = await self._session.client.messages(self.channel_id, limit=self.page_size)
             fresh = sorted(page.messages, key=lambda m: m.id)
+            # Messages that arrived as events while the page was on its way, newer than it.
+            arrived = self.messages if self.loaded else self._early
+            newer = [m for m in arrived if not fresh or m.id > fresh[-1].id]
             if self.loaded and fresh and self.messages and fresh[0].id <= self.messages[-1].id:
                 kept = [m for m in self.messages if m.id < fresh[0].id]
-                self.messages = kept + fresh
+                self.messages = kept + fresh + newer
             else:
-                self.messages = fresh
+                self.messages = fresh + newer
                 self.has_more = page.has_more
+            self._early = []
             self._ids = {m.id for m in self.messages}
             self.loaded = True
             self.unread = 0
@@ -300,7 +305,10 @@ class Timeline:
         """A new message (from the gateway or from our own send)."""
         self._stop_typing(message.author.id, notify=True)
         if not self.loaded:
-            self.unread += 1
+            if self._lock.locked():
+                self._early.append(message)  # the first page is being fetched
+            else:
+                self.unread += 1
             return
         if message.id in self._ids:
             self.replace(message)
