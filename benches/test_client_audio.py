@@ -153,6 +153,7 @@ def test_mouth_to_ear(
         if isinstance(stats, dict):
             info["jitter_buffer_delay_ms"] = round(stats["jitter_buffer_delay"] * 1000, 1)
             info["underruns"] = stats["underruns"]
+            info["callback_max_us"] = stats["callback_max_us"]
         info["cpu_per_client_percent"] = round(RESULTS["cpu_per_client"] * 100, 1)
     benchmark.extra_info.update(info)
     write_artifact(f"bench-{row}.json", info)

@@ -160,6 +160,8 @@ class VoiceEngine:
         self._device_latency = device_latency
         self._current: NDArray[np.float32] | None = None
         self._offset = 0
+        self._input_frame = np.zeros(config.frame_samples, np.float32)
+        self._input_filled = 0
         self.call = call
         config = self._device_less(config)
         self._config = config
@@ -172,7 +174,12 @@ class VoiceEngine:
         self._fed: deque[NDArray[np.float32]] = deque()
         self._tap: deque[NDArray[np.float32]] = deque(maxlen=50 * 120)
         self._snapshot = _Snapshot()
-        self._counters = {"underruns": 0, "input_overflows": 0, "output_underflows": 0}
+        self._counters = {
+            "underruns": 0,
+            "input_overflows": 0,
+            "output_underflows": 0,
+            "callback_max_us": 0,
+        }
         self._input_stream: Any = None
         self._output_stream: Any = None
         self._threads: list[threading.Thread] = []
@@ -180,6 +187,9 @@ class VoiceEngine:
         self._clock_stop = threading.Event()
         self._running = threading.Event()
         self._started = False
+        self._closing = False
+        #: A readable sentence when a device failed mid-call (re-open with `apply`), else None.
+        self.device_error: str | None = None
 
     # ---- settings -------------------------------------------------------------------------
 
@@ -264,8 +274,10 @@ class VoiceEngine:
         `packets_sent`, `packets_received` (the peer's counters), `loss` (fraction of frames
         lost over the last second, before FEC/concealment), `jitter` (s), `jitter_buffer_delay`
         (largest target delay, s), `rtt` (s, or None: the native peer does not measure it),
-        `underruns` (output frames the worker was late for), `quality` ("good", "fair",
-        "poor", or "unknown" before anything was received).
+        `underruns` (output frames the worker was late for), `input_overflows` and
+        `output_underflows` (PortAudio's), `callback_max_us` (longest audio callback),
+        `device_error` (see the attribute), `quality` ("good", "fair", "poor", or "unknown"
+        before anything was received).
         """
         stats = dict(self._snapshot.stats)
         try:
@@ -276,6 +288,7 @@ class VoiceEngine:
         stats["packets_received"] = int(media.get("packets_received", 0))
         stats["rtt"] = media.get("rtt")
         stats.update(self._counters)
+        stats["device_error"] = self.device_error
         stats.setdefault("quality", "unknown")
         return stats
 
@@ -356,7 +369,10 @@ class VoiceEngine:
                 self._events.put((_PACKET, packet, time.monotonic()))
 
     def _open_streams(self) -> None:
+        self.device_error = None
         config = self._config
+        self._input_frame = np.zeros(config.frame_samples, np.float32)
+        self._input_filled = 0
         block = min(self._block, config.frame_samples)
         need_clock = NO_DEVICE in (config.input_device, config.output_device)
         if config.input_device != NO_DEVICE:
@@ -370,6 +386,7 @@ class VoiceEngine:
                     dtype="float32",
                     latency=self._device_latency,
                     callback=self._input_callback,
+                    finished_callback=lambda: self._stream_finished("input"),
                 )
                 self._input_stream.start()
                 stream_opened()
@@ -389,6 +406,7 @@ class VoiceEngine:
                     dtype="float32",
                     latency=self._device_latency,
                     callback=self._output_callback,
+                    finished_callback=lambda: self._stream_finished("output"),
                 )
                 self._output_stream.start()
                 stream_opened()
@@ -409,7 +427,13 @@ class VoiceEngine:
             self._clock = clock
             clock.start()
 
+    def _stream_finished(self, kind: str) -> None:
+        # PortAudio ends a stream by itself only when the device fails (e.g. unplugged).
+        if not self._closing:
+            self.device_error = f"the {kind} device stopped working (unplugged?)"
+
     def _close_streams(self) -> None:
+        self._closing = True
         for name in ("_input_stream", "_output_stream"):
             stream = getattr(self, name)
             if stream is not None:
@@ -422,13 +446,34 @@ class VoiceEngine:
             self._clock_stop.set()
             self._clock.join(5)
             self._clock = None
+        self._closing = False
 
     def _input_callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        started = time.perf_counter()
         if status.input_overflow:
             self._counters["input_overflows"] += 1
-        self._events.put((_INPUT, indata[:, 0].copy(), 0.0))
+        # Hand over whole frames only: one worker wake-up per frame, not per block.
+        block = indata[:, 0]
+        buffer, filled = self._input_frame, self._input_filled
+        taken = 0
+        while taken < len(block):
+            n = min(len(block) - taken, len(buffer) - filled)
+            buffer[filled : filled + n] = block[taken : taken + n]
+            filled += n
+            taken += n
+            if filled == len(buffer):
+                self._events.put((_INPUT, buffer.copy(), 0.0))
+                filled = 0
+        self._input_filled = filled
+        self._callback_time(started)
+
+    def _callback_time(self, started: float) -> None:
+        took = int((time.perf_counter() - started) * 1e6)
+        if took > self._counters["callback_max_us"]:
+            self._counters["callback_max_us"] = took
 
     def _output_callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        started = time.perf_counter()
         if status.output_underflow:
             self._counters["output_underflows"] += 1
         out = outdata[:, 0]
@@ -449,7 +494,10 @@ class VoiceEngine:
         remaining = sum(len(f) for f in self._output)
         if self._current is not None:
             remaining += len(self._current) - self._offset
-        self._events.put((_DEMAND, (late, remaining, frames), time.monotonic()))
+        if late or remaining < 2 * frames:
+            # The worker only needs to hear of callbacks after which a new frame is due soon.
+            self._events.put((_DEMAND, (late, remaining, frames), time.monotonic()))
+        self._callback_time(started)
 
     def _virtual_device(self, config: AudioConfig, stop: threading.Event) -> None:
         """The device-less direction(s): one frame each way per frame period."""
