@@ -235,6 +235,20 @@ class Probe:
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far per thread name (threads of the same name added up)."""
+        per_name: dict[str, float] = {}
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            per_name[name] = per_name.get(name, 0.0) + seconds
+        return per_name
+
     def close(self) -> int:
         """Ask the window to close (killing the process if it does not); its exit status."""
         if self.process.poll() is None:
