@@ -227,6 +227,11 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     alice.call = VoiceCall(alice.chat, channel.id)
     joined = await alice.call.join()
     assert joined["participants"] == []
+    with pytest.raises(GatewayError) as again:
+        await alice.chat.gateway.request(
+            "voice.offer", {"channel_id": str(channel.id), "sdp": "v=0\r\n"}
+        )
+    assert again.value.code == "-32600"
     bob.call = VoiceCall(bob.chat, channel.id)
     joined = await bob.call.join()
     assert joined["participants"] == [{"user_id": alice.user_id, "muted": False}]
@@ -267,6 +272,21 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
     await bob.call.leave()
     await _eventually(lambda: alice.seen("voice.user_left", user_id=bob.user_id))
     assert not bob.seen("voice.user_left", user_id=alice.user_id)
+    # Valkey drops every subscriber: the instances subscribe to their inboxes again, and
+    # requests that need the node's reply work on.
+    with Redis.from_url(clean_valkey) as valkey:
+        killed = {c["id"] for c in valkey.client_list(_type="pubsub")}
+        valkey.client_kill_filter(_type="pubsub")
+
+        def resubscribed() -> bool:
+            if killed & {c["id"] for c in valkey.client_list(_type="pubsub")}:
+                return False  # not all gone yet
+            counts = dict(valkey.pubsub_numsub(*inboxes))
+            return all(counts.get(inbox) == 1 for inbox in inboxes)
+
+        await _eventually(resubscribed)
+    unmuted = await alice.chat.gateway.request("voice.unmute", {"channel_id": str(channel.id)})
+    assert unmuted == {"muted": False}
     assert node.process.poll() is None
 
 

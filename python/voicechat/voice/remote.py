@@ -278,34 +278,41 @@ class RemoteMediaPlane:
     # -- inbox --------------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        first = True
-        while not self._closing.is_set():
-            pubsub = self._cache.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(keys.voice_inbox(self._instance))
+        inbox = keys.voice_inbox(self._instance)
+        # One PubSub for the instance's life: after a lost connection, redis-py connects it
+        # again and subscribes it to the inbox by itself (on the next read), so no second
+        # subscription is made and then dropped.
+        pubsub = self._cache.pubsub(ignore_subscribe_messages=True)
+        lost = False
+        try:
+            while not self._closing.is_set():
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(inbox)
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except asyncio.CancelledError:
+                    raise
+                except (RedisError, OSError) as exc:
+                    if not lost:
+                        log.warning("voice: inbox subscription lost (%s)", type(exc).__name__)
+                    lost = True
+                    self._subscribed.clear()
+                    await asyncio.sleep(0.2)
+                    continue
                 self._subscribed.set()
-                if not first:
+                if lost:
                     # Events published while we were away are lost: ask again for the offers
                     # our participants may be waiting for.
+                    lost = False
+                    log.info("voice: inbox subscription restored")
                     task = asyncio.create_task(self._resync(), name="voice-resync")
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)
-                first = False
-                while not self._closing.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._dispatch(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "voice: inbox subscription lost (%s); resubscribing", type(exc).__name__
-                )
-                self._subscribed.clear()
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if message is not None and message.get("type") == "message":
+                    self._dispatch(message["data"])
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _dispatch(self, raw: bytes | str) -> None:
         try:
