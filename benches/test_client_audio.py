@@ -13,6 +13,9 @@ sample-accurate. Rows (10 bursts each, median):
 - `engine-*`: two `VoiceEngine`s through a live server's SFU (Opus, DTLS-SRTP over loopback
   UDP, jitter buffer), with 20 ms and 10 ms Opus frames; RNNoise off (it adds a fixed 10 ms,
   and on a pure tone it also eats into the onset, which would blur the measurement).
+- `engine-20ms-busy-loop`: as `engine-20ms` while the asyncio loop (where a Kivy GUI runs)
+  spends 30 ms of every 100 in pure Python: the engine's audio never waits for the loop, only
+  for the GIL, so this shows what a slow GUI costs the audio.
 
 Each engine row reports its ratio to `reference-devices` and the difference, which is what the
 voice path adds (frame, codec, network, jitter buffer, mixing). The timing pytest-benchmark
@@ -88,12 +91,27 @@ async def _loopback_reference(pulse: PulseAudio) -> list[float]:
     return mouth_to_ear(probe)
 
 
-async def _engine(pulse: PulseAudio, base_url: str, **config: Any) -> list[float]:
+async def _busy_gui() -> None:
+    """A slow GUI on the event loop: 30 ms of pure-Python work (holding the GIL) every 100 ms."""
+    while True:
+        until = time.perf_counter() + 0.03
+        spins = 0
+        while time.perf_counter() < until:
+            spins += 1
+        await asyncio.sleep(0.07)
+
+
+async def _engine(
+    pulse: PulseAudio, base_url: str, busy_loop: bool = False, **config: Any
+) -> list[float]:
     link = pulse.add_link("alice", "bob")
     async with voice_call(base_url, link, **config) as call:
         await asyncio.sleep(0.5)
+        busy = asyncio.create_task(_busy_gui()) if busy_loop else None
         cpu, wall = time.process_time(), time.monotonic()
         probe = await talk(pulse, link, BURSTS)
+        if busy is not None:
+            busy.cancel()
         # Both engines and both SDK clients live in this process: half is one client's share.
         RESULTS["cpu_per_client"] = (time.process_time() - cpu) / (time.monotonic() - wall) / 2
         RESULTS["stats"] = call.bob.stats()  # type: ignore[assignment]
@@ -105,6 +123,7 @@ ROWS: dict[str, dict[str, Any] | None] = {
     "reference-pulse-loopback": None,
     "engine-20ms": {"frame_ms": 20, "noise_suppression": False},
     "engine-10ms": {"frame_ms": 10, "noise_suppression": False},
+    "engine-20ms-busy-loop": {"frame_ms": 20, "noise_suppression": False, "busy_loop": True},
 }
 
 

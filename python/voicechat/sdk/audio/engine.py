@@ -19,9 +19,11 @@ Without devices (`AudioConfig(input_device="none", output_device="none")`, or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -61,6 +63,9 @@ MIN_DELAY, MAX_DELAY = 0.02, 0.2
 DEVICE_BLOCK_MS = 10
 #: PortAudio's suggested latency; it keeps to whole blocks anyway.
 DEVICE_LATENCY = 0.005
+
+#: The interpreter's GIL switch interval while an engine runs (Python's default is 5 ms).
+GIL_SWITCH_INTERVAL = 0.001
 
 Mode = Literal["voice_activity", "push_to_talk"]
 
@@ -139,6 +144,11 @@ class VoiceEngine:
         config: Devices and codec settings.
         devices: False runs without sound devices whatever `config` says (for tests and
             headless use), as if both devices were "none".
+        block_ms: Sound card block, 5, 10 or 20 ms (see `DEVICE_BLOCK_MS`).
+        device_latency: PortAudio's suggested latency (seconds, or "low"/"high").
+        switch_interval: `start()` lowers the interpreter's GIL switch interval to this
+            (process-wide, never raised) so that audio threads do not wait 5 ms for the GIL
+            behind a busy GUI; None leaves it alone.
 
     `start()` opens the streams and starts the threads; `stop()` closes them. Settings apply
     live through the properties and `apply()`.
@@ -152,10 +162,12 @@ class VoiceEngine:
         devices: bool = True,
         block_ms: int = DEVICE_BLOCK_MS,
         device_latency: float | str = DEVICE_LATENCY,
+        switch_interval: float | None = GIL_SWITCH_INTERVAL,
     ) -> None:
         if block_ms not in (5, 10, 20):
             raise AudioConfigError(f"block_ms must be 5, 10 or 20, not {block_ms}")
         self._devices = devices
+        self._switch_interval = switch_interval
         self._block = SAMPLE_RATE * block_ms // 1000
         self._device_latency = device_latency
         self._current: NDArray[np.float32] | None = None
@@ -321,6 +333,10 @@ class VoiceEngine:
         """
         if self._started:
             return
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            # Process-wide: a thread wanting the GIL (an audio callback) gets it within this
+            # time from a busy one (the GUI), instead of Python's default 5 ms.
+            sys.setswitchinterval(self._switch_interval)
         self._running.set()
         worker = _Worker(self)
         self._worker = worker
@@ -332,7 +348,8 @@ class VoiceEngine:
             thread.start()
         self._started = True
         try:
-            self._open_streams()
+            # Opening a device can take tens of milliseconds: not on the loop.
+            await asyncio.to_thread(self._open_streams)
         except BaseException:
             await self.stop()
             raise
@@ -342,6 +359,9 @@ class VoiceEngine:
         if not self._started:
             return
         self._started = False
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
         self._close_streams()
         self._running.clear()
         self._events.put((_STOP, None, 0.0))
