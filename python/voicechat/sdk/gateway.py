@@ -181,7 +181,7 @@ class Gateway:
             finally:
                 self._connected.clear()
                 self._socket = None
-                if not first:
+                if not first and not self._closing:
                     self._set_state("reconnecting")
                 for future in self._pending.values():
                     if not future.done():

@@ -433,7 +433,7 @@ class AppSession:
     def timeline(self, channel_id: UUID | str) -> Timeline:
         """The timeline of a channel (empty until :meth:`select_channel` or
         `timeline.load_latest()` loads it)."""
-        key = UUID(str(channel_id))
+        key = channel_id if isinstance(channel_id, UUID) else UUID(channel_id)
         timeline = self._timelines.get(key)
         if timeline is None:
             timeline = self._timelines[key] = Timeline(self, key)

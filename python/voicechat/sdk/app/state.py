@@ -216,6 +216,8 @@ class Timeline:
         self.unread = 0
         self._ids: set[UUID] = set()
         self._early: list[Message] = []
+        self._sent: list[TimelineEntry] | None = None
+        self._entry_of: dict[UUID, TimelineEntry] = {}
         self._lock = asyncio.Lock()
         self._typing: dict[UUID, asyncio.TimerHandle] = {}
 
@@ -224,8 +226,17 @@ class Timeline:
     @property
     def entries(self) -> list[TimelineEntry]:
         """What to draw: the loaded messages, then this channel's messages still being sent."""
-        sent = [TimelineEntry(m) for m in self.messages]
-        return sent + self._session.pending_entries(self.channel_id)
+        if self._sent is None:
+            # Redraws read this after every change: reuse the entries of unchanged messages.
+            cache = self._entry_of
+            sent = []
+            for message in self.messages:
+                entry = cache.get(message.id)
+                if entry is None or entry.message is not message:
+                    entry = cache[message.id] = TimelineEntry(message)
+                sent.append(entry)
+            self._sent = sent
+        return self._sent + self._session.pending_entries(self.channel_id)
 
     @property
     def typing_user_ids(self) -> list[UUID]:
@@ -275,6 +286,7 @@ class Timeline:
                 self.has_more = page.has_more
             self._early = []
             self._ids = {m.id for m in self.messages}
+            self._entry_of = {k: v for k, v in self._entry_of.items() if k in self._ids}
             self.loaded = True
             self.unread = 0
         self._session.forget_delivered(self.messages)
@@ -313,10 +325,17 @@ class Timeline:
         if message.id in self._ids:
             self.replace(message)
             return
-        index = bisect.bisect(self.messages, message.id, key=lambda m: m.id)
+        if not self.messages or message.id > self.messages[-1].id:
+            index = len(self.messages)  # the usual case: the newest message
+        else:
+            index = bisect.bisect(self.messages, message.id, key=lambda m: m.id)
         self.messages.insert(index, message)
         self._ids.add(message.id)
-        self._changed()
+        if self._sent is not None:
+            # Keep the entries built for the last redraw: only this one is new.
+            entry = self._entry_of[message.id] = TimelineEntry(message)
+            self._sent.insert(index, entry)
+        self._session.notify(Change("timeline", self.channel_id))
 
     def replace(self, message: Message) -> None:
         """An edited message."""
@@ -330,6 +349,7 @@ class Timeline:
         if message_id not in self._ids:
             return
         self._ids.discard(message_id)
+        self._entry_of.pop(message_id, None)
         self.messages = [m for m in self.messages if m.id != message_id]
         self._changed()
 
@@ -364,6 +384,7 @@ class Timeline:
         self._typing.clear()
 
     def _changed(self) -> None:
+        self._sent = None
         self._session.notify(Change("timeline", self.channel_id))
 
 
