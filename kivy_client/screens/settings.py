@@ -53,6 +53,7 @@ class SettingsScreen(ClientScreen):
         return App.get_running_app()
 
     def on_pre_enter(self, *_args: Any) -> None:
+        self.ids.scroll.scroll_y = 1.0  # open at the top
         self._load_devices()
         self.refresh({"*"})
 

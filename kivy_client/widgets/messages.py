@@ -168,12 +168,33 @@ class MessageView(RecycleView):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.menu: DropDown | None = None
         self._pinned = True
+        self._scrolled_by_user = False
+        # While the layout catches up with new rows, scroll_y moves by itself (ScrollView keeps
+        # its pixel offset): `_settling` holds `_target` until the content has its new height.
         self._settling = 0
         self._target = 0.0
+        self._settle_trigger = Clock.create_trigger(self._settle, 0)
+        Clock.schedule_once(self._follow_layout, 0)
+
+    def _follow_layout(self, _dt: float) -> None:
+        self.layout_manager.bind(height=lambda *_: self._settle_trigger())
+
+    @property
+    def settling(self) -> bool:
+        """Whether the view is still moving to where the last `set_rows` put it."""
+        return self._settling > 0
+
+    def on_scroll_start(self, touch: Any, check_children: bool = True) -> Any:
+        # A drag, the wheel or the scroll bar: from now on scroll_y moves because the person
+        # scrolls (until new rows arrive), so it says where they want to be.
+        handled = super().on_scroll_start(touch, check_children)
+        if handled and self.collide_point(*touch.pos):
+            self._scrolled_by_user = True
+        return handled
 
     def on_scroll_y(self, _instance: Any, value: float) -> None:
-        if self._settling or self._content_height() <= self.height:
-            return  # our own scrolling, or nothing to scroll
+        if not self._scrolled_by_user or self._content_height() <= self.height:
+            return  # the layout or we moved it, or there is nothing to scroll
         self._pinned = value <= 0.001
         if value >= 0.999:
             screen = _main_screen(self)
@@ -188,6 +209,7 @@ class MessageView(RecycleView):  # type: ignore[misc]
         messages stay in view, whether rows were added above (older history) or below."""
         before, old_scroll = self._content_height(), float(self.scroll_y)
         added_above = _grew_at_top(self.data, rows)
+        self._scrolled_by_user = False
         self.data = rows
         after = self._content_height()
         scrollable = after - self.height
@@ -202,17 +224,25 @@ class MessageView(RecycleView):  # type: ignore[misc]
             target = (offset + after - before) / scrollable
         self._target = min(1.0, max(0.0, target))
         self.refresh_from_data()
-        # ScrollView keeps its pixel offset while the layout catches up over the next frames,
-        # which moves scroll_y: hold the target until it has settled.
-        self._settling = 2
+        self._settling = 10  # frames at most, should the heights never agree
+        self._stop_motion()
         self.scroll_y = self._target
-        Clock.schedule_once(self._settle, 0)
+        self._settle_trigger()
+
+    def _stop_motion(self) -> None:
+        # A fling or wheel turn still animating would carry the view away from the target.
+        if self.effect_y is not None:
+            self.effect_y.cancel()
 
     def _settle(self, _dt: float) -> None:
+        if not self._settling:
+            return
+        self._stop_motion()
         self.scroll_y = self._target
-        self._settling -= 1
-        if self._settling > 0:
-            Clock.schedule_once(self._settle, 0)
+        laid_out = abs(self.layout_manager.height - self._content_height()) < 1
+        self._settling = 0 if laid_out else self._settling - 1
+        if self._settling:
+            self._settle_trigger()
 
     def pin_to_newest(self) -> None:
         """Follow the newest message again (after sending, or opening a channel)."""

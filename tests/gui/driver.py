@@ -16,7 +16,7 @@ from kivy.tests.common import UnitTestTouch
 from PIL import Image
 
 # Kivy key codes for the keys the tests press.
-KEYS = {"enter": (13, 40), "escape": (27, 41), "up": (273, 82), "f8": (289, 65)}
+KEYS = {"enter": (13, 40), "escape": (27, 41), "up": (273, 82), "f8": (289, 65), "f9": (290, 66)}
 
 
 async def frames(count: int = 3) -> None:
@@ -42,6 +42,37 @@ async def tap(widget: Any) -> None:
     """Press and release the mouse over the middle of `widget`."""
     x, y = widget.to_window(*widget.center)
     touch = UnitTestTouch(x, y)
+    touch.touch_down()
+    await frames(1)
+    touch.touch_up()
+    await frames(2)
+
+
+async def wheel(widget: Any, direction: str, *, until: Callable[[], bool], what: str) -> None:
+    """Turn the mouse wheel over `widget` ("up" shows older content) until `until()`."""
+    x, y = widget.to_window(*widget.center)
+    button = "scrolldown" if direction == "up" else "scrollup"  # Kivy's names, inverted
+
+    def turned() -> bool:
+        if until():
+            return True
+        for _ in range(5):  # a quick flick of the wheel
+            touch = UnitTestTouch(x, y)
+            touch.profile.append("button")
+            touch.button = button
+            touch.touch_down()
+            touch.touch_up()
+        return False
+
+    await wait_until(turned, what)
+
+
+async def tap_slider(slider: Any, fraction: float) -> None:
+    """Click a slider's track at `fraction` (0 = min, 1 = max) of its length."""
+    left = slider.x + slider.padding
+    x = left + fraction * (slider.width - 2 * slider.padding)
+    wx, wy = slider.to_window(x, slider.center_y)
+    touch = UnitTestTouch(wx, wy)
     touch.touch_down()
     await frames(1)
     touch.touch_up()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import wave
 from pathlib import Path
 from types import ModuleType
@@ -88,7 +89,7 @@ async def test_desktop_client(
             bob = await _chat(app, driver, url, artifacts)
             async with bob:
                 await _message_actions(app, driver, bob, tmp_path)
-                await _settings(app, driver, artifacts)
+                await _settings(app, driver, bob, artifacts)
                 await _voice(app, driver, bob, tmp_path, artifacts)
             await _log_out_and_in_with_mfa(app, driver)
             await _connection_lost(app, driver, live_server)
@@ -145,17 +146,14 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
     view = main.ids.messages
     assert not any("history 0\n" in row.get("markup", "") + "\n" for row in view.data)
 
-    def scrolled_to_the_oldest() -> bool:
-        if view.scroll_y < 1.0:
-            view.scroll_y = 1.0  # the person drags the view to the top (again, if it moved)
-        return any(row.get("markup", "").endswith("history 0") for row in view.data)
-
-    await driver.wait_until(scrolled_to_the_oldest, "older history")
-    await driver.wait_until(
-        lambda: view.data[0].get("text") == "This is the beginning of #general.",
-        "the start of the channel",
+    await driver.wheel(
+        view,
+        "up",
+        until=lambda: view.data[0].get("text") == "This is the beginning of #general.",
+        what="the start of the channel",
     )
-    view.scroll_y = 0.0
+    assert any(row.get("markup", "").endswith("history 0") for row in view.data)
+    await driver.wheel(view, "down", until=lambda: view.scroll_y <= 0.001, what="the bottom")
     texts = driver.label_texts(main)
     assert "COMMUNITY" in texts
     assert "general" in texts
@@ -188,7 +186,9 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
     return bob
 
 
-async def _settings(app: Any, driver: Any, artifacts: Path) -> None:
+async def _settings(app: Any, driver: Any, bob: Client, artifacts: Path) -> None:
+    from kivy.uix.slider import Slider
+
     main = app.screen("main")
     await driver.tap(main.ids.settings_button)
     await driver.wait_until(lambda: app.manager.current == "settings", "the settings screen")
@@ -207,6 +207,36 @@ async def _settings(app: Any, driver: Any, artifacts: Path) -> None:
     await driver.wait_until(lambda: settings.backup_codes, "the backup codes")
     assert settings.mfa_enabled
     assert settings.ids.mfa_confirm_button.text == "Turn off"
+
+    # Audio: each change is saved at once.
+    client_settings = app.settings
+    assert client_settings.audio.noise_suppression
+    await driver.tap(settings.ids.noise_suppression)
+    await driver.wait_until(lambda: not client_settings.audio.noise_suppression, "denoise off")
+    await driver.tap(settings.ids.mode_ptt)
+    await driver.wait_until(lambda: client_settings.audio.mode == "push_to_talk", "PTT mode")
+    await driver.tap(settings.ids.ptt_key)
+    await driver.wait_until(lambda: settings.ids.ptt_key.text == "Press a key…", "key capture")
+    await driver.press("f9")
+    await driver.wait_until(lambda: client_settings.ptt_key == "f9", "the new PTT key")
+    assert settings.ids.ptt_key.text == "F9"
+    await driver.tap(settings.ids.mode_voice)
+    await driver.wait_until(lambda: client_settings.audio.mode == "voice_activity", "VAD mode")
+    await driver.tap_slider(settings.ids.bitrate, 1.0)
+    await driver.wait_until(lambda: client_settings.audio.bitrate == 96000, "96 kbps")
+    stored = json.loads(client_settings.path.read_text())
+    assert stored["ptt_key"] == "f9"
+    assert stored["audio"]["noise_suppression"] is False
+    assert stored["audio"]["bitrate"] == 96000
+    assert stored["audio"]["mode"] == "voice_activity"
+
+    # Bob plays at 150 % for me.
+    settings.ids.scroll.scroll_y = 0  # scrolled down to the list
+    await driver.frames()
+    (volume,) = driver.find(settings.ids.volumes, Slider)
+    await driver.tap_slider(volume, 0.75)
+    assert client_settings.user_volumes[str(bob.user.id)] == 1.5
+    assert "150%" in driver.label_texts(settings.ids.volumes)
     await driver.press("escape")
     await driver.wait_until(lambda: app.manager.current == "main", "back to the chat")
 
