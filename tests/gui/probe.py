@@ -12,7 +12,8 @@ window's `on_flip`; the probe counts those. It prints, one per line on stdout:
 - ``ready <screen> <t>``: the first flip after the first screen (login or main) is showing;
 - answers to commands read from stdin: ``frames`` -> ``frames <count>``; ``join <channel id>``
   -> ``joined`` once the voice call is connected (``error <sentence>`` if it failed);
-  ``leave`` -> ``left``; ``quit`` closes the window.
+  ``leave`` -> ``left``; ``threads`` -> ``threads <tid>:<name>,...`` (Python's threads);
+  ``quit`` closes the window.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ async def _serve(app: Any, frames: _Frames, mode: str) -> None:
         command, _, argument = (await commands.get()).partition(" ")
         if command == "frames":
             _say(f"frames {frames.count}")
+        elif command == "threads":
+            # Python's threads by OS thread id (the OS only knows them as the process's name).
+            names = ",".join(
+                f"{t.native_id}:" + t.name.replace(" ", "_").replace(",", ";")
+                for t in threading.enumerate()
+            )
+            _say(f"threads {names}")
         elif command == "join":
             session = app.session
             connected = asyncio.Event()
@@ -236,14 +244,19 @@ class Probe:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def thread_cpu_seconds(self) -> dict[str, float]:
-        """CPU time so far per thread name (threads of the same name added up)."""
+        """CPU time so far per thread name (Python's thread names where it has them, else the
+        OS's; threads of the same name added up)."""
+        self.send("threads")
+        python_names = dict(
+            item.split(":", 1) for item in self.expect("threads")[1].split(",") if item
+        )
         per_name: dict[str, float] = {}
         for task in Path(f"/proc/{self.pid}/task").iterdir():
             try:
                 stat = (task / "stat").read_text()
             except OSError:  # the thread ended meanwhile
                 continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            name = python_names.get(task.name) or stat[stat.index("(") + 1 : stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2 :].split()
             seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             per_name[name] = per_name.get(name, 0.0) + seconds
