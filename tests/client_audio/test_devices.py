@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.client_audio.conftest import PeerCall, Room
@@ -31,3 +33,18 @@ async def test_a_missing_device_is_a_readable_error(pulse_cards: PulseAudio, roo
     with pytest.raises(AudioDeviceError, match="no output device called 'no such speaker'"):
         await engine.start()
     await engine.stop()
+
+
+async def test_switching_to_a_missing_device_mid_call(pulse_cards: PulseAudio, room: Room) -> None:
+    card = pulse_cards.add_card("switch")
+    config = AudioConfig(input_device=card.input_device, output_device=card.output_device)
+    engine = VoiceEngine(room.calls["alice"], config)
+    await engine.start()
+    try:
+        with pytest.raises(AudioDeviceError, match="no output device called 'gone'"):
+            engine.apply(replace(config, output_device="gone"))
+        assert engine.stats()["device_error"] == "no output device called 'gone'"
+        engine.apply(config)  # back to a working device
+        assert engine.device_error is None
+    finally:
+        await engine.stop()

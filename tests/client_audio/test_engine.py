@@ -138,3 +138,14 @@ async def test_default_settings_send_speech_not_room_noise(room: Room) -> None:
     finally:
         await alice.stop()
         await bob.stop()
+
+
+async def test_the_call_ending_under_a_running_engine(room: Room) -> None:
+    engine = VoiceEngine(room.calls["alice"], AudioConfig(), devices=False)
+    await engine.start()
+    await room.calls["alice"].peer.aclose()
+    engine.feed_input(tone(1000, 0.5))
+    await asyncio.sleep(0.6)
+    assert engine.stats()["packets_sent"] == 0  # the peer's counters are gone with it
+    await engine.stop()
+    await engine.stop()  # idempotent

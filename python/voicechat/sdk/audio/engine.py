@@ -261,7 +261,11 @@ class VoiceEngine:
             or config.frame_ms != old.frame_ms
         ):
             self._close_streams()
-            self._open_streams()
+            try:
+                self._open_streams()
+            except AudioDeviceError as exc:
+                self.device_error = str(exc)
+                raise
 
     # ---- what the UI shows ------------------------------------------------------------------
 
@@ -551,6 +555,7 @@ class _Worker:
         self.names: dict[int, str] = {}
         self.rebuild(engine.config)
         self.due: float | None = None
+        self.call_closed = False
         self.previous: dict[str, float] = {}
         self.next_stats = time.monotonic() + STATS_INTERVAL
 
@@ -623,12 +628,17 @@ class _Worker:
             snapshot.input_level = level_to_meter(packet.level)
             snapshot.speaking_local = speech
             snapshot.sending = sending
-            if sending:
-                engine.call.send(packet.payload, packet.level)
-            else:
-                # The TOC byte alone is a DTX frame: not sent, but the peer's RTP clock moves
-                # on, so the next talk spurt shows a timestamp gap, not a late packet.
-                engine.call.send(packet.payload[:1], 127)
+            if self.call_closed:
+                continue
+            try:
+                if sending:
+                    engine.call.send(packet.payload, packet.level)
+                else:
+                    # The TOC byte alone is a DTX frame: not sent, but the peer's RTP clock
+                    # moves on, so the next talk spurt shows a timestamp gap, not a late packet.
+                    engine.call.send(packet.payload[:1], 127)
+            except SfuStoppedError:
+                self.call_closed = True  # the call ended under a running engine
 
     def on_packet(self, packet: ReceivedPacket, arrival: float) -> None:
         user_id = packet.participant_id or f"mid:{packet.mid}"
