@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Coroutine
+import webbrowser
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from kivy.app import App
@@ -72,6 +73,8 @@ class VoicechatApp(App):  # type: ignore[misc]
     Args:
         server_url: preset for the login screen's server field.
         settings: client settings (default: loaded from the user config dir).
+        engine_factory: how calls get their audio engine (default: the sound devices).
+        open_browser: opens the SSO provider's page (default: the system browser).
     """
 
     title = "voicechat"
@@ -85,11 +88,12 @@ class VoicechatApp(App):  # type: ignore[misc]
         settings: ClientSettings | None = None,
         *,
         engine_factory: EngineFactory | None = None,
+        open_browser: Callable[[str], object] = webbrowser.open,
     ) -> None:
         super().__init__()
         self.settings: ClientSettings = settings if settings is not None else _load_settings()
-        # How calls get their audio engine (default: the sound devices; tests pass their own).
         self.engine_factory = engine_factory
+        self.open_browser = open_browser
         self.server_url_hint = server_url or self.settings.server_url or ""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: set[str] = set()

@@ -43,6 +43,11 @@ class LoginScreen(ClientScreen):
         if self.ids.server.text:
             self._fetch_providers()
 
+    def on_pre_enter(self, *_args: Any) -> None:
+        """Back to Login (e.g. after logging out): look up the providers again."""
+        self._providers_for = ""
+        self._fetch_providers()
+
     @property
     def server_url(self) -> str:
         """The server field, with `http://` added when no scheme was typed."""
@@ -137,7 +142,11 @@ class LoginScreen(ClientScreen):
     async def _sso(self, server: str, provider_id: str) -> None:
         app = App.get_running_app()
         session = await AppSession.sso(
-            server, provider_id, settings=app.settings, engine_factory=app.engine_factory
+            server,
+            provider_id,
+            settings=app.settings,
+            open_browser=app.open_browser,
+            engine_factory=app.engine_factory,
         )
         await app.enter(session)
 
@@ -152,7 +161,9 @@ class LoginScreen(ClientScreen):
             try:
                 providers = await AppSession.sso_providers(server)
             except Exception:
-                providers = []  # an unreachable server shows up when the user logs in
+                # An unreachable server shows up when the user logs in; look again later.
+                self._providers_for = ""
+                providers = []
             if server != self._providers_for:
                 return
             box.clear_widgets()

@@ -7,13 +7,20 @@ and the GUI tests are one scenario per process (`test_client.py`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.conftest import LiveServer
+from tests.utils.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREEN = "1280x800x24"
@@ -72,3 +79,65 @@ def artifacts() -> Path:
     folder = (Path(base) if base else ROOT / "tests" / "artifacts") / "gui"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def oidc_issuer(tmp_path: Path) -> Iterator[str]:
+    """A running `oidc-provider-mock` on loopback (the SSO provider); yields its issuer URL."""
+    port = free_port()
+    log_path = tmp_path / "oidc-provider.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(f"{issuer}/.well-known/openid-configuration", process, log_path)
+        yield issuer
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wait_for_url(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until `url` answers 2xx (the process must stay alive meanwhile)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up:\n{log_path.read_text()}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def sso_server(
+    live_server_factory: Callable[..., LiveServer],
+    database_url: str,
+    clean_valkey: str,
+    oidc_issuer: str,
+    tmp_path: Path,
+) -> LiveServer:
+    """A live server on this test's database and Valkey, offering one SSO provider."""
+    providers = [
+        {
+            "id": "corp",
+            "name": "Corp SSO",
+            "issuer": oidc_issuer,
+            "client_id": "voicechat-corp",
+            "client_secret": "secret-of-corp",
+        }
+    ]
+    return live_server_factory(
+        {
+            "VOICECHAT_DATABASE_URL": database_url,
+            "VOICECHAT_VALKEY_URL": clean_valkey,
+            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+            "VOICECHAT_OIDC_PROVIDERS": json.dumps(providers),
+        }
+    )

@@ -1,6 +1,8 @@
 """The desktop client against a live server, driven through its window like a person would:
-log in on the Login screen, chat, see another user's message and typing, open Settings and
-start two-factor set-up, join a voice channel and see who speaks.
+log in on the Login screen, chat (history paging, send, edit, reply, delete, files), see
+another user's message and typing, change settings and turn on two-factor authentication,
+join a voice channel and see who speaks, sign in again with a backup code and through SSO,
+and see the banner when the server goes away.
 
 One scenario in one window (Kivy cannot reopen its window in a process). Screenshots of each
 screen go to the artifacts folder (see `conftest.artifacts`).
@@ -11,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import threading
 import wave
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import numpy as np
 import pyotp
 import pytest
@@ -49,9 +53,16 @@ def _tone(path: Path, seconds: float = 3.0, rate: int = 48000) -> Path:
 
 
 async def test_desktop_client(
-    live_server: LiveServer, x_display: str, artifacts: Path, tmp_path: Path
+    sso_server: LiveServer, oidc_issuer: str, x_display: str, artifacts: Path, tmp_path: Path
 ) -> None:
-    url = live_server.base_url
+    live_server, url = sso_server, sso_server.base_url
+    async with httpx.AsyncClient(timeout=5) as http:
+        # Erin exists only at the SSO provider; her first sign-in creates her account.
+        registered = await http.put(
+            f"{oidc_issuer}/users/sso-0001",
+            json={"preferred_username": "erin", "email": "erin@example.org"},
+        )
+    assert registered.status_code == 204, registered.text
     async with Client(url) as admin:
         await admin.register("admin", "admin password")
         community = await admin.create_channel("Community", type="category")
@@ -79,7 +90,8 @@ async def test_desktop_client(
     settings.audio.input_device = "none"
     settings.audio.output_device = "none"
     settings.download_dir = str(tmp_path / "downloads")
-    app = VoicechatApp(server_url=url, settings=settings)
+    browser = _Browser()
+    app = VoicechatApp(server_url=url, settings=settings, open_browser=browser.open)
     failure: list[BaseException] = []
 
     async def scenario() -> None:
@@ -92,6 +104,7 @@ async def test_desktop_client(
                 await _settings(app, driver, bob, artifacts)
                 await _voice(app, driver, bob, tmp_path, artifacts)
             await _log_out_and_in_with_mfa(app, driver)
+            await _log_out_and_in_with_sso(app, driver, browser, oidc_issuer)
             await _connection_lost(app, driver, live_server)
         except BaseException as exc:
             failure.append(exc)
@@ -388,6 +401,47 @@ async def _log_out_and_in_with_mfa(app: Any, driver: Any) -> None:
     await driver.tap(login.ids.verify_button)
     await driver.wait_until(lambda: app.manager.current == "main", "the main screen again")
     await driver.wait_until(lambda: main.channel_title == "#general", "#general again")
+    await driver.wait_until(lambda: main.banner == "", "the connection to come up")
+
+
+class _Browser:
+    """The system browser: the person submits the provider's sign-in form, and the
+    redirects (to the server, then to the client's loopback listener) are followed."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.pages: list[httpx.Response] = []
+
+    def open(self, url: str) -> bool:
+        self.opened.append(url)
+
+        def sign_in() -> None:
+            page = httpx.post(url, data={"sub": "sso-0001"}, follow_redirects=True, timeout=10)
+            self.pages.append(page)
+
+        threading.Thread(target=sign_in, daemon=True).start()
+        return True
+
+
+async def _log_out_and_in_with_sso(app: Any, driver: Any, browser: _Browser, issuer: str) -> None:
+    from kivy_client.widgets.common import FlatButton
+
+    main, login = app.screen("main"), app.screen("login")
+    await driver.tap(main.ids.settings_button)
+    await driver.wait_until(lambda: app.manager.current == "settings", "the settings screen")
+    await driver.tap(app.screen("settings").ids.logout_button)
+    await driver.wait_until(lambda: app.manager.current == "login", "the login screen")
+    (sso,) = await driver.wait_until(
+        lambda: driver.find(login.ids.sso_buttons, FlatButton, text="Continue with Corp SSO"),
+        "the SSO button",
+    )
+    await driver.tap(sso)
+    await driver.wait_until(lambda: app.manager.current == "main", "the main screen as erin")
+    assert browser.opened[0].startswith(issuer)
+    assert app.session.me.username == "erin"
+    await driver.wait_until(lambda: main.me_name == "erin", "erin in the user panel")
+    await driver.wait_until(lambda: browser.pages, "the browser's last page")
+    assert "You can close this tab" in browser.pages[0].text
     await driver.wait_until(lambda: main.banner == "", "the connection to come up")
 
 
