@@ -16,6 +16,8 @@ sample-accurate. Rows (10 bursts each, median):
 - `engine-20ms-busy-loop`: as `engine-20ms` while the asyncio loop (where a Kivy GUI runs)
   spends 30 ms of every 100 in pure Python: the engine's audio never waits for the loop, only
   for the GIL, so this shows what a slow GUI costs the audio.
+- `engine-20ms-decode-in-callback` (and with the busy loop): the design not taken, for
+  comparison: the output callback decodes and mixes (`PlaybackPipeline.pop`) itself.
 
 Each engine row reports its ratio to `reference-devices` and the difference, which is what the
 voice path adds (frame, codec, network, jitter buffer, mixing). The timing pytest-benchmark
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +41,7 @@ import sounddevice as sd  # type: ignore[import-untyped]
 from tests.client_audio.measure import mouth_to_ear, talk, voice_call, write_artifact
 from tests.conftest import LiveServer
 from tests.pulse import PulseAudio, pulse_audio, pulse_cards  # noqa: F401  (fixtures)
+from voicechat.sdk.audio import VoiceEngine
 from voicechat.sdk.audio.engine import DEVICE_BLOCK_MS, DEVICE_LATENCY
 
 BURSTS = 10
@@ -101,11 +105,56 @@ async def _busy_gui() -> None:
         await asyncio.sleep(0.07)
 
 
+class CallbackDecodeEngine(VoiceEngine):
+    """For comparison only: the output callback pops (decodes and mixes) the next frame itself,
+    as docs/audio.md's one-screen example does, instead of the worker doing it just in time.
+    A lock keeps the worker's pushes and stats off the pipeline meanwhile (a native pipeline
+    object must not be used by two threads at once)."""
+
+    lock = threading.Lock()
+
+    async def start(self) -> None:
+        await super().start()
+        worker = self._worker
+        worker.produce = lambda: None  # type: ignore[method-assign]
+        push, snapshot = worker.on_packet, worker.snapshot
+
+        def locked_push(packet: Any, arrival: float) -> None:
+            with self.lock:
+                push(packet, arrival)
+
+        def locked_snapshot() -> None:
+            with self.lock:
+                snapshot()
+
+        worker.on_packet = locked_push  # type: ignore[method-assign]
+        worker.snapshot = locked_snapshot  # type: ignore[method-assign]
+
+    def _output_callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        started = time.perf_counter()
+        out = outdata[:, 0]
+        filled = 0
+        while filled < frames:
+            if self._current is None or self._offset >= len(self._current):
+                with self.lock:
+                    self._current = self._worker.playback.pop(time.monotonic())
+                self._offset = 0
+            n = min(frames - filled, len(self._current) - self._offset)
+            out[filled : filled + n] = self._current[self._offset : self._offset + n]
+            filled += n
+            self._offset += n
+        self._callback_time(started)
+
+
 async def _engine(
-    pulse: PulseAudio, base_url: str, busy_loop: bool = False, **config: Any
+    pulse: PulseAudio,
+    base_url: str,
+    busy_loop: bool = False,
+    engine_class: type[VoiceEngine] = VoiceEngine,
+    **config: Any,
 ) -> list[float]:
     link = pulse.add_link("alice", "bob")
-    async with voice_call(base_url, link, **config) as call:
+    async with voice_call(base_url, link, engine_class, **config) as call:
         await asyncio.sleep(0.5)
         busy = asyncio.create_task(_busy_gui()) if busy_loop else None
         cpu, wall = time.process_time(), time.monotonic()
@@ -124,6 +173,17 @@ ROWS: dict[str, dict[str, Any] | None] = {
     "engine-20ms": {"frame_ms": 20, "noise_suppression": False},
     "engine-10ms": {"frame_ms": 10, "noise_suppression": False},
     "engine-20ms-busy-loop": {"frame_ms": 20, "noise_suppression": False, "busy_loop": True},
+    "engine-20ms-decode-in-callback": {
+        "frame_ms": 20,
+        "noise_suppression": False,
+        "engine_class": CallbackDecodeEngine,
+    },
+    "engine-20ms-decode-in-callback-busy-loop": {
+        "frame_ms": 20,
+        "noise_suppression": False,
+        "engine_class": CallbackDecodeEngine,
+        "busy_loop": True,
+    },
 }
 
 

@@ -78,7 +78,9 @@ class Call:
 
 
 @asynccontextmanager
-async def voice_call(base_url: str, link: Link, **config: Any) -> AsyncIterator[Call]:
+async def voice_call(
+    base_url: str, link: Link, engine_class: type[VoiceEngine] = VoiceEngine, **config: Any
+) -> AsyncIterator[Call]:
     """Alice (the link's mouth) and Bob (its ear) join a voice channel with engines running."""
     async with Client(base_url) as admin, Client(base_url) as alice, Client(base_url) as bob:
         await admin.register("admin", "admin password")
@@ -92,7 +94,7 @@ async def voice_call(base_url: str, link: Link, **config: Any) -> AsyncIterator[
                 cfg = AudioConfig(
                     input_device=card.input_device, output_device=card.output_device, **config
                 )
-                engines.append(VoiceEngine(a_call if card is link.mouth else b_call, cfg))
+                engines.append(engine_class(a_call if card is link.mouth else b_call, cfg))
             for engine in engines:
                 await engine.start()
             try:
