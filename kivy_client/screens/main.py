@@ -84,6 +84,9 @@ class MainScreen(ClientScreen):
         self._loading_older = False
         self._width_seen = 0.0
         self._quality_poll = Clock.create_trigger(self._draw_quality, 2.0)
+        # What the side panels show now, to rebuild them only when it changed.
+        self._sidebar_rows: list[tuple[Any, ...]] = []
+        self._member_rows: list[tuple[str, str, str]] = []
         Window.bind(on_key_down=self._on_key_down, on_key_up=self._on_key_up)
         self.bind(width=self._on_width)
 
@@ -95,6 +98,7 @@ class MainScreen(ClientScreen):
         self.cancel_compose_state()
         self.messages.pin_to_newest()
         self.messages.set_rows([])
+        self._sidebar_rows, self._member_rows = [], []
 
     @property
     def session(self) -> Any:
@@ -135,39 +139,55 @@ class MainScreen(ClientScreen):
         self.me_status = str(member.presence) if member is not None else "online"
 
     def _draw_sidebar(self, session: Any) -> None:
-        box = self.ids.channel_list
-        box.clear_widgets()
         voice = session.voice
         voice_channel = str(voice.channel_id) if voice is not None else None
+        rows: list[tuple[Any, ...]] = []
         for category, channels in _channel_groups(session):
             if category is not None:
-                box.add_widget(_section(category.name.upper()))
+                rows.append(("section", category.name.upper()))
             for channel in channels:
-                row = ChannelRow(
-                    channel_id=str(channel.id),
-                    kind=channel.type,
-                    label=channel.name,
-                    selected=str(channel.id) == self.channel_id or str(channel.id) == voice_channel,
-                    height=row_height(channel.type),
-                )
-                row.bind(on_release=self._on_channel_row)
-                box.add_widget(row)
+                selected = str(channel.id) in (self.channel_id, voice_channel)
+                rows.append(("channel", str(channel.id), channel.type, channel.name, selected))
                 if channel.type == "voice":
-                    for participant in _voice_members(session, str(channel.id)):
-                        box.add_widget(participant)
+                    rows += _voice_members(session, str(channel.id))
         dms = list(_dms(session))
         if dms:
-            box.add_widget(_section("DIRECT MESSAGES"))
+            rows.append(("section", "DIRECT MESSAGES"))
             for channel in dms:
+                title = _dm_title(channel, session)
+                rows.append(
+                    ("channel", str(channel.id), "dm", title, str(channel.id) == self.channel_id)
+                )
+        if rows == self._sidebar_rows:
+            return  # unchanged: keep the widgets (and their positions)
+        self._sidebar_rows = rows
+        box = self.ids.channel_list
+        box.clear_widgets()
+        for kind, *values in rows:
+            if kind == "section":
+                box.add_widget(_section(values[0]))
+            elif kind == "channel":
+                channel_id, channel_type, label, selected = values
                 row = ChannelRow(
-                    channel_id=str(channel.id),
-                    kind="dm",
-                    label=_dm_title(channel, session),
-                    selected=str(channel.id) == self.channel_id,
-                    height=row_height("dm"),
+                    channel_id=channel_id,
+                    kind=channel_type,
+                    label=label,
+                    selected=selected,
+                    height=row_height(channel_type),
                 )
                 row.bind(on_release=self._on_channel_row)
                 box.add_widget(row)
+            else:
+                user_id, label, speaking, muted = values
+                box.add_widget(
+                    VoiceParticipantRow(
+                        user_id=user_id,
+                        label=label,
+                        speaking=speaking,
+                        muted=muted,
+                        height=row_height("participant"),
+                    )
+                )
 
     def _draw_voice(self, session: Any) -> None:
         voice = session.voice
@@ -197,17 +217,20 @@ class MainScreen(ClientScreen):
             self._quality_poll()
 
     def _draw_members(self, session: Any) -> None:
+        members = [
+            (str(m.user.id), display_name(m.user), str(m.presence)) for m in session.member_list()
+        ]
+        if members == self._member_rows:
+            return
+        self._member_rows = members
         box = self.ids.member_list
         box.clear_widgets()
         groups: dict[str, list[MemberRow]] = {"online": [], "offline": []}
-        for member in session.member_list():
-            status = str(member.presence)
+        for user_id, name, status in members:
             row = MemberRow(
-                user_id=str(member.user.id),
-                label=display_name(member.user),
-                status=status,
-                dot=theme.presence_colour(status),
+                user_id=user_id, label=name, status=status, dot=theme.presence_colour(status)
             )
+            row.bind(on_release=self._on_member_row)
             groups["offline" if status == "offline" else "online"].append(row)
         for group, rows in groups.items():
             if rows:
@@ -285,6 +308,23 @@ class MainScreen(ClientScreen):
             self.join_voice(row.channel_id)
         else:
             self.select_channel(row.channel_id)
+
+    def _on_member_row(self, row: MemberRow) -> None:
+        me = self.session.me
+        if me is not None and str(me.id) == row.user_id:
+            return
+        self.open_dm(row.user_id)
+
+    def open_dm(self, user_id: str) -> None:
+        """Open (creating if needed) the direct messages with someone."""
+        session, app = self.session, App.get_running_app()
+
+        async def open_it() -> None:
+            channel = await session.open_dm(user_id)
+            if channel is not None:  # else the session reports why
+                self.select_channel(str(channel.id))
+
+        app.spawn(open_it(), "open the direct messages")
 
     def select_channel(self, channel_id: str) -> None:
         """Show a text channel or DM and load its latest messages."""
@@ -542,19 +582,15 @@ def _dm_title(channel: Any, session: Any) -> str:
     return str(session.channel_title(channel))
 
 
-def _voice_members(session: Any, channel_id: str) -> list[VoiceParticipantRow]:
+def _voice_members(session: Any, channel_id: str) -> list[tuple[Any, ...]]:
+    """Sidebar rows for the people in a voice channel, by name."""
     rows = []
     room = session.channels.voice_rooms.get(UUID(channel_id), {})
     for user_id, participant in room.items():
         member = _member(session, user_id)
+        name = display_name(member.user) if member is not None else "someone"
         rows.append(
-            VoiceParticipantRow(
-                user_id=str(user_id),
-                label=display_name(member.user) if member is not None else "someone",
-                speaking=bool(participant.speaking),
-                muted=bool(participant.muted),
-                height=row_height("participant"),
-            )
+            ("participant", str(user_id), name, bool(participant.speaking), bool(participant.muted))
         )
-    rows.sort(key=lambda row: row.label.lower())
+    rows.sort(key=lambda row: str(row[2]).lower())
     return rows

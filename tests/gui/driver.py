@@ -40,6 +40,7 @@ async def wait_until(predicate: Callable[[], Any], what: str, within: float = 20
 
 async def tap(widget: Any) -> None:
     """Press and release the mouse over the middle of `widget`."""
+    await frames(1)  # a widget added just now is placed by the next layout pass
     x, y = widget.to_window(*widget.center)
     touch = UnitTestTouch(x, y)
     touch.touch_down()

@@ -145,6 +145,7 @@ async def _login(app: Any, driver: Any, artifacts: Path) -> None:
 
 async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
     from kivy_client.widgets.messages import MessageRow
+    from kivy_client.widgets.panels import ChannelRow, MemberRow
 
     main = app.screen("main")
     await driver.wait_until(lambda: main.channel_title == "#general", "#general to open")
@@ -196,6 +197,27 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
         lambda: "bob" in driver.label_texts(main.ids.member_list), "bob in the member list"
     )
     await driver.screenshot(artifacts / "main.png")
+
+    # Up in the empty composer edits my last message; Escape lets go of it.
+    await driver.tap(main.ids.composer)
+    await driver.press("up")
+    assert main.ids.composer.text == "hello from the desktop client"
+    assert main.composer_note.startswith("Editing message")
+    await driver.press("escape")
+    assert main.ids.composer.text == ""
+    assert main.composer_note == ""
+
+    # Clicking Bob in the member list opens our direct messages.
+    (bob_row,) = driver.find(main.ids.member_list, MemberRow, label="bob")
+    await driver.tap(bob_row)
+    await driver.wait_until(lambda: main.channel_title == "bob", "the DM with bob")
+    await driver.wait_until(
+        lambda: "DIRECT MESSAGES" in driver.label_texts(main.ids.channel_list), "the DM section"
+    )
+    await driver.frames()
+    (general_row,) = driver.find(main.ids.channel_list, ChannelRow, label="general")
+    await driver.tap(general_row)
+    await driver.wait_until(lambda: main.channel_title == "#general", "back in #general")
     return bob
 
 
