@@ -350,6 +350,7 @@ def pulse_audio() -> Iterator[PulseAudio]:
         yield pulse
     finally:
         pulse.stop()
+        shutil.rmtree(pulse.root, ignore_errors=True)
 
 
 @pytest.fixture
