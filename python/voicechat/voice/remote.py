@@ -279,26 +279,15 @@ class RemoteMediaPlane:
 
     async def _listen(self) -> None:
         inbox = keys.voice_inbox(self._instance)
-        # One PubSub for the instance's life: after a lost connection, redis-py connects it
-        # again and subscribes it to the inbox by itself (on the next read), so no second
-        # subscription is made and then dropped.
-        pubsub = self._cache.pubsub(ignore_subscribe_messages=True)
         lost = False
-        try:
-            while not self._closing.is_set():
-                try:
-                    if not pubsub.subscribed:
-                        await pubsub.subscribe(inbox)
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                except asyncio.CancelledError:
-                    raise
-                except (RedisError, OSError) as exc:
-                    if not lost:
-                        log.warning("voice: inbox subscription lost (%s)", type(exc).__name__)
-                    lost = True
-                    self._subscribed.clear()
-                    await asyncio.sleep(0.2)
-                    continue
+        while not self._closing.is_set():
+            # A fresh PubSub after any error: its SUBSCRIBE answering is the proof that we
+            # listen again (the broken one is closed at once, with any subscription redis-py
+            # may have renewed on it by itself).
+            pubsub = self._cache.pubsub(ignore_subscribe_messages=True)
+            retry_now = False
+            try:
+                await pubsub.subscribe(inbox)
                 self._subscribed.set()
                 if lost:
                     # Events published while we were away are lost: ask again for the offers
@@ -308,11 +297,23 @@ class RemoteMediaPlane:
                     task = asyncio.create_task(self._resync(), name="voice-resync")
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)
-                if message is not None and message.get("type") == "message":
-                    self._dispatch(message["data"])
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                while not self._closing.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if not lost:
+                    log.warning("voice: inbox subscription lost (%s)", type(exc).__name__)
+                    retry_now = True  # a dropped connection: Valkey itself is likely fine
+                lost = True
+                self._subscribed.clear()
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if lost and not retry_now:
+                await asyncio.sleep(0.5)
 
     def _dispatch(self, raw: bytes | str) -> None:
         try:
