@@ -260,6 +260,8 @@ class VoiceNode:
                 await self.handle(item[1])
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                log.warning("voice node: could not answer a request (%s)", type(exc).__name__)
             except Exception:
                 # handle() answers every failure itself; this is a last resort for the loop.
                 log.exception("voice node: a request failed")
