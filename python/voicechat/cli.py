@@ -75,14 +75,12 @@ def _voice_options(func: F) -> F:
         ),
         click.option("--public-ip", help="Address in ICE candidates [VOICECHAT_PUBLIC_IP]."),
         click.option(
-            "--capacity",
-            "voice_node_capacity",
+            "--voice-node-capacity",
             help="Participants this node takes [VOICECHAT_VOICE_NODE_CAPACITY, 500].",
         ),
     ]
     func = click.option(
-        "--alive-file",
-        "voice_alive_file",
+        "--voice-alive-file",
         help="File touched after each heartbeat [VOICECHAT_VOICE_ALIVE_FILE].",
     )(func)
     for option in reversed(options):
