@@ -54,6 +54,8 @@ SAMPLE_RATE = 48_000
 OUTPUT_LEAD = 0.006
 #: Seconds between stats snapshots (the window of loss and jitter figures).
 STATS_INTERVAL = 1.0
+#: Output frames a device-less engine keeps for `take_output` (20 s of 20 ms frames).
+TAP_FRAMES = 1000
 #: Jitter buffer bounds (SPEC §6: 20-200 ms adaptive).
 MIN_DELAY, MAX_DELAY = 0.02, 0.2
 
@@ -184,7 +186,7 @@ class VoiceEngine:
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._output: deque[NDArray[np.float32]] = deque()
         self._fed: deque[NDArray[np.float32]] = deque()
-        self._tap: deque[NDArray[np.float32]] = deque(maxlen=50 * 120)
+        self._tap: deque[NDArray[np.float32]] = deque(maxlen=TAP_FRAMES)
         self._snapshot = _Snapshot()
         self._counters = {
             "underruns": 0,
@@ -321,7 +323,8 @@ class VoiceEngine:
         self._fed.extend(pcm[k : k + n] for k in range(0, len(pcm), n))
 
     def take_output(self) -> NDArray[np.float32]:
-        """What the device-less speaker played since the last call (float32, 48 kHz)."""
+        """What the device-less speaker played since the last call (float32, 48 kHz), at most
+        the last `TAP_FRAMES` frames."""
         frames = []
         while self._tap:
             frames.append(self._tap.popleft())
