@@ -289,6 +289,7 @@ class MainScreen(ClientScreen):
                     and str(message.author.id) == my_id
                     and not entry.error,
                     "pending": pending,
+                    "failed": entry.error is not None,
                     "attachments": attachments,
                     "text_height": text_height,
                     "height": text_height + dp(ROW_PADDING * 2 + ATTACHMENT_ROW * len(attachments)),
@@ -465,6 +466,24 @@ class MainScreen(ClientScreen):
                 self.start_edit(str(message.id))
                 return True
         return False
+
+    def _entry(self, message_id: str) -> Any:
+        for entry in self.session.timeline(self.channel_id).entries:
+            if str(entry.id) == message_id:
+                return entry
+        return None
+
+    def retry(self, message_id: str) -> None:
+        """Send a refused message again."""
+        entry = self._entry(message_id)
+        if entry is not None:
+            App.get_running_app().spawn(self.session.retry(entry), "send the message")
+
+    def discard(self, message_id: str) -> None:
+        """Drop a refused (or still waiting) message."""
+        entry = self._entry(message_id)
+        if entry is not None:
+            self.session.discard(entry)
 
     def _message(self, message_id: str) -> Any:
         return self.session.timeline(self.channel_id).get(UUID(message_id))

@@ -107,6 +107,7 @@ class MessageRow(RecycleDataViewBehavior, BoxLayout):  # type: ignore[misc]
     markup = StringProperty("")
     own = BooleanProperty(False)
     pending = BooleanProperty(False)
+    failed = BooleanProperty(False)  # refused by the server: Retry or Discard
     attachments = ListProperty([])
     text_height = NumericProperty(0)
 
@@ -128,10 +129,15 @@ class MessageRow(RecycleDataViewBehavior, BoxLayout):  # type: ignore[misc]
         return result
 
     def open_menu(self, anchor: Any) -> None:
-        """Reply, and Edit/Delete on one's own messages."""
+        """Reply, and Edit/Delete on one's own messages (Retry/Discard on refused ones)."""
         view = _message_view(self)
         menu = DropDown(auto_width=False, width=dp(140))
-        actions = [("Reply", view.reply)]
+        screen = _main_screen(self)
+        actions: list[tuple[str, Any]]
+        if self.failed:
+            actions = [("Retry", screen.retry), ("Discard", screen.discard)]
+        else:
+            actions = [("Reply", view.reply)]
         if self.own and not self.pending:
             actions += [("Edit", view.edit), ("Delete", view.delete)]
         for label, action in actions:
@@ -223,6 +229,8 @@ class MessageView(RecycleView):  # type: ignore[misc]
         else:
             target = (offset + after - before) / scrollable
         self._target = min(1.0, max(0.0, target))
+        if self._target <= 0.001 < scrollable:
+            self._pinned = True  # landed on the newest message: follow the next ones
         self.refresh_from_data()
         self._settling = 10  # frames at most, should the heights never agree
         self._stop_motion()

@@ -49,15 +49,18 @@ async def tap(widget: Any) -> None:
     await frames(2)
 
 
-async def wheel(widget: Any, direction: str, *, until: Callable[[], bool], what: str) -> None:
-    """Turn the mouse wheel over `widget` ("up" shows older content) until `until()`."""
+async def wheel(
+    widget: Any, direction: str, *, until: Callable[[], bool], what: str, notches: int = 5
+) -> None:
+    """Turn the mouse wheel over `widget` ("up" shows older content), `notches` at a time,
+    until `until()`."""
     x, y = widget.to_window(*widget.center)
     button = "scrolldown" if direction == "up" else "scrollup"  # Kivy's names, inverted
 
     def turned() -> bool:
         if until():
             return True
-        for _ in range(5):  # a quick flick of the wheel
+        for _ in range(notches):
             touch = UnitTestTouch(x, y)
             touch.profile.append("button")
             touch.button = button

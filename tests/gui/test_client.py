@@ -323,7 +323,18 @@ def _row(driver: Any, main: Any, text: str) -> Any:
 async def _menu(driver: Any, main: Any, text: str, action: str) -> None:
     from kivy_client.widgets.common import FlatButton
 
+    view = main.ids.messages
     row = await driver.wait_until(lambda: _row(driver, main, text), f"the row {text!r}")
+
+    def menu_button_in_view() -> bool:
+        button = _row(driver, main, text).ids.menu_button
+        _, bottom = view.to_window(view.x, view.y)
+        _, y = button.to_window(*button.center)
+        return bottom < y < bottom + view.height
+
+    # A tall message's menu button is at its top: scroll up to it first.
+    await driver.wheel(view, "up", until=menu_button_in_view, what="the menu button", notches=1)
+    row = _row(driver, main, text)
     await driver.tap(row.ids.menu_button)
     (button,) = await driver.wait_until(
         lambda: driver.find(None, FlatButton, text=action), f"the {action} menu item"
@@ -366,6 +377,18 @@ async def _message_actions(app: Any, driver: Any, bob: Client, tmp_path: Path) -
     )
     await driver.tap(confirm)
     await driver.wait_until(lambda: _row(driver, main, "hey bob") is None, "the deletion")
+
+    # A message the server refuses (too long; pasted) says why, and can be discarded.
+    await driver.tap(main.ids.composer)
+    main.ids.composer.text = "x" * 4001
+    await driver.press("enter")
+    refused = await driver.wait_until(lambda: _row(driver, main, "Not sent:"), "the refusal")
+    assert "at most 4000 characters." in refused.markup
+    await driver.wait_until(lambda: "at most 4000 characters." in app.toast_text, "the toast")
+    await _menu(driver, main, "Not sent:", "Discard")
+    await driver.wait_until(lambda: _row(driver, main, "Not sent:") is None, "the discard")
+    view = main.ids.messages
+    await driver.wheel(view, "down", until=lambda: view.scroll_y <= 0.001, what="the bottom")
 
     # A file from Bob: its Download button saves it to the download folder.
     uploaded = await bob.upload(
