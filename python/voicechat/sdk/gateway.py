@@ -157,6 +157,10 @@ class Gateway:
             try:
                 async with connect(self.url, max_size=2**20, open_timeout=10) as socket:
                     await self._authenticate(socket)
+                    if self._closing:
+                        # close() ran meanwhile and its cancellation may have been lost
+                        # (Python 3.11's wait_for can drop one): leave, closing the socket.
+                        return
                     self._socket = socket
                     self._connected.set()
                     self._set_state("online")
@@ -217,7 +221,9 @@ class Gateway:
         await socket.send(
             json.dumps({"jsonrpc": "2.0", "id": 1, "method": "auth", "params": {"token": token}})
         )
-        answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        # asyncio.timeout rather than wait_for: it never swallows a cancellation.
+        async with asyncio.timeout(10):
+            answer = json.loads(await socket.recv())
         if "error" in answer:
             error = answer["error"]
             raise AuthError(401, str(error.get("code")), str(error.get("message")))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import uuid
 import webbrowser
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,9 +262,11 @@ class AppSession:
         try:
             async with LoopbackRedirect() as redirect:
                 url = await client.sso_start(provider, redirect.redirect_uri)
-                opened = open_browser(url)
-                if isinstance(opened, Awaitable):
-                    await opened
+                if inspect.iscoroutinefunction(open_browser):
+                    await open_browser(url)
+                else:
+                    # webbrowser.open may wait for the browser process to start.
+                    await asyncio.to_thread(open_browser, url)
                 code = await redirect.login_code(timeout)
             await client.sso_exchange(code)
         except BaseException:
@@ -961,13 +964,16 @@ class AppSession:
             self.voice.connected = False
             self.notify(Change("voice", self.voice.channel_id))
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> None:
-        async def run() -> None:
-            await coroutine
-
-        task = asyncio.create_task(run())
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._set_error(exc)
+            log.warning("background task failed", exc_info=exc)
 
     def _store_tokens(self) -> None:
         client = self.client
