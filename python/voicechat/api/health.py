@@ -19,6 +19,10 @@ from voicechat.errors import VoicechatError
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
+#: What every request needs. Without storage or voice an instance still serves chat, so a
+#: load balancer must not pull it for those (`GET /health/ready`).
+REQUIRED_TO_SERVE = ("postgres", "valkey", "native")
+
 
 class ComponentHealth(BaseModel):
     """The state of one component."""
@@ -34,6 +38,11 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
     components: dict[str, ComponentHealth]
+
+    @property
+    def ready(self) -> bool:
+        """Whether this instance can serve requests (what `REQUIRED_TO_SERVE` names is up)."""
+        return all(self.components[name].status == "ok" for name in REQUIRED_TO_SERVE)
 
 
 async def _check(probe: Callable[[], Awaitable[Any]]) -> ComponentHealth:
