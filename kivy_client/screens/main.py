@@ -3,7 +3,6 @@ voice bar under the channels and a banner while the connection is down."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -37,9 +36,6 @@ from kivy_client.widgets.panels import (
 
 Builder.load_file(str(KV_DIR / "main.kv"))
 
-# A typing notice is re-sent at most this often while the user keeps typing (the server
-# shows it for 8 s).
-TYPING_EVERY = 5.0
 # Change kinds that never alter the message list: a redraw for them skips the history.
 _NOT_MESSAGES = {"voice", "typing", "members", "presence", "state", "me", "error", "speaking"}
 
@@ -80,7 +76,6 @@ class MainScreen(ClientScreen):
         self.heights = HeightCache()
         self.reply_to: str | None = None
         self.editing: str | None = None
-        self._last_typing = 0.0
         self._loading_older = False
         self._width_seen = 0.0
         self._quality_poll = Clock.create_trigger(self._draw_quality, 2.0)
@@ -366,10 +361,8 @@ class MainScreen(ClientScreen):
     # -- composer -----------------------------------------------------------------------------
 
     def on_composer_text(self, text: str) -> None:
-        """Tell the others we are typing (at most every few seconds)."""
-        now = time.monotonic()
-        if text and self.channel_id and now - self._last_typing > TYPING_EVERY:
-            self._last_typing = now
+        """Tell the others we are typing (the session sends it at most every few seconds)."""
+        if text and self.channel_id and self.editing is None:
             App.get_running_app().spawn(self.session.typing(self.channel_id), "send typing")
 
     def send(self) -> None:
@@ -390,7 +383,6 @@ class MainScreen(ClientScreen):
             return
         reply_to = self.reply_to
         composer.text = ""
-        self._last_typing = 0.0
         self.cancel_compose_state()
         self.messages.pin_to_newest()
         app.spawn(
