@@ -21,7 +21,7 @@ from tests.conftest import LiveServer
 from tests.utils.auth import DEFAULT_PASSWORD
 from tests.utils.net import free_port
 from voicechat.sdk import AuthError, ConflictError, RateLimitedError
-from voicechat.sdk.app import AppSession, MfaRequired, TokenStore, readable_error
+from voicechat.sdk.app import AppSession, Change, MfaRequired, TokenStore, readable_error
 
 
 async def test_log_in_resume_from_stored_tokens_and_log_out(
@@ -229,3 +229,22 @@ async def test_sso_through_the_system_browser_and_a_loopback_redirect(
         assert str(pages[0].url).startswith("http://127.0.0.1:")
     finally:
         await session.close()
+
+
+async def test_a_session_ended_elsewhere_sends_the_client_back_to_login(
+    sessions: SessionFactory, server: LiveServer, home: Path
+) -> None:
+    alice = await sessions("alice")
+    ended: list[Change] = []
+    alice.subscribe(lambda change: ended.append(change) if change.kind == "session_ended" else None)
+    await until(lambda: alice.state == "online", "alice online")
+    # Signed out from another place (e.g. "log out everywhere"): the server ends the session.
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        out = await http.post(
+            "/auth/logout", headers={"Authorization": f"Bearer {alice.client.access_token}"}
+        )
+    assert out.status_code == 204
+    await until(lambda: ended, "the client to notice", within=60)
+    assert alice.state == "offline"
+    assert alice.error == "Your session has ended. Sign in again."
+    assert TokenStore(home / "alice").load(server.base_url) is None
