@@ -4,33 +4,23 @@ upload never used. Checked raw in both backends: the bytes are gone, not just th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import pytest
 from fastapi import FastAPI
 
 from tests.files.conftest import (
+    EACH_BACKEND,
     PNG,
-    S3Server,
     StorageUnderTest,
-    local_storage,
     make_channel,
     object_key,
-    s3_storage,
     upload,
 )
 from tests.utils.auth import ApiUser
 from voicechat.api.resources import Resources
 
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StorageUnderTest:
-    if request.param == "local":
-        return local_storage(tmp_path / "objects")
-    server: S3Server = request.getfixturevalue("s3_server")
-    return s3_storage(server)
+pytestmark = EACH_BACKEND
 
 
 def _resources(app: FastAPI) -> Resources:
