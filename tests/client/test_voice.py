@@ -41,6 +41,17 @@ async def test_join_mute_speak_deafen_and_leave(sessions: SessionFactory) -> Non
     lounge = await admin.client.create_channel("Lounge", "voice")
     await until(lambda: lounge.id in alice.channels and lounge.id in bob.channels, "the channel")
 
+    # A microphone that is not there: the call is not joined, and the reason is readable.
+    alice.settings.audio = AudioSettings(input_device="No Such Microphone", output_device="none")
+    assert not await alice.join_voice(lounge.id)
+    assert alice.voice is None
+    assert alice.error is not None
+    assert "No Such Microphone" in alice.error
+    assert "Traceback" not in alice.error
+    alice.settings.audio = AudioSettings(
+        input_device="none", output_device="none", noise_suppression=False
+    )
+
     assert await alice.join_voice(lounge.id)
     assert alice.voice is not None
     assert alice.voice.connected

@@ -103,6 +103,8 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
         return f"Cannot reach the server{where}. Check the address and your connection."
     if isinstance(exc, OSError):
         return _sentence(exc.strerror or type(exc).__name__)
+    if _is_audio_error(exc) and str(exc):
+        return _sentence(str(exc))
     if isinstance(exc, StoreError):
         return (
             "The encryption keys on this computer cannot be opened (a wrong passphrase, or a "
@@ -115,6 +117,14 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
     if isinstance(exc, ValueError) and str(exc):
         return _sentence(str(exc).splitlines()[0])
     return f"Something went wrong ({type(exc).__name__}). Try again."
+
+
+def _is_audio_error(exc: BaseException) -> bool:
+    # By name, so reading an error never imports the audio package (and PortAudio).
+    return any(
+        cls.__name__ == "AudioError" and cls.__module__.startswith("voicechat.sdk.audio")
+        for cls in type(exc).__mro__
+    )
 
 
 def _sentence(text: str) -> str:

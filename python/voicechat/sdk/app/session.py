@@ -685,7 +685,7 @@ class AppSession:
             self.voice = VoiceState(channel_id=key, muted=muted, deafened=deafened)
             try:
                 await self._dial(self.voice)
-            except (ApiError, TimeoutError, *_NETWORK_ERRORS) as exc:
+            except Exception as exc:  # the server, the network, or the sound devices
                 # Tell the server too: voice.join may have succeeded before the media failed.
                 await self._hang_up(announce=True)
                 self.voice = None
@@ -799,8 +799,9 @@ class AppSession:
         if self._engine is not None:
             self._engine.set_user_volume(str(user_id), volume)
 
-    async def apply_audio(self, audio: AudioSettings) -> None:
-        """New audio settings from the Settings screen: saved, and applied to a running call."""
+    async def apply_audio(self, audio: AudioSettings) -> bool:
+        """New audio settings from the Settings screen: saved, and applied to a running call
+        (False, and :attr:`error`, when the engine cannot use them, e.g. a missing device)."""
         self.settings.audio = audio
         self.settings.save()
         if self._engine is not None and self.voice is not None:
@@ -810,7 +811,12 @@ class AppSession:
                     "frame_ms": audio.frame_ms or self.voice.frame_ms,
                 }
             )
-            self.engine_factory.apply(self._engine, live)
+            try:
+                self.engine_factory.apply(self._engine, live)
+            except Exception as exc:  # AudioError from the engine: a message for a person
+                self._set_error(exc)
+                return False
+        return True
 
     @property
     def voice_engine(self) -> VoiceEngineLike | None:
@@ -949,7 +955,7 @@ class AppSession:
             voice.connected = False
             try:
                 await self._dial(voice)
-            except (ApiError, TimeoutError, *_NETWORK_ERRORS) as exc:
+            except Exception as exc:  # the server, the network, or the sound devices
                 await self._hang_up(announce=True)
                 self.voice = None
                 self._set_error(exc)
