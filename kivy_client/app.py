@@ -131,6 +131,8 @@ class VoicechatApp(App):  # type: ignore[misc]
             await self._shutdown()
 
     async def _boot(self) -> None:
+        if self.settings.problem:
+            self.toast(self.settings.problem)  # unreadable settings.json: defaults are in use
         try:
             session = await AppSession.resume(self.settings, engine_factory=self.engine_factory)
         except Exception as exc:

@@ -85,7 +85,10 @@ async def test_desktop_client(
     from tests.gui import driver
     from voicechat.sdk.app import ClientSettings
 
-    settings = ClientSettings.load(tmp_path / "client-home")
+    home = tmp_path / "client-home"
+    home.mkdir()
+    (home / "settings.json").write_text("{not json")  # the client starts anyway, and says so
+    settings = ClientSettings.load(home)
     # No sound card here: the voice engine runs device-less, on the real native peer.
     settings.audio.input_device = "none"
     settings.audio.output_device = "none"
@@ -97,6 +100,7 @@ async def test_desktop_client(
     async def scenario() -> None:
         try:
             await asyncio.wait_for(app.ready.wait(), 30)
+            assert "could not be read" in app.toast_text
             await _login(app, driver, artifacts)
             bob = await _chat(app, driver, url, artifacts)
             async with bob:
