@@ -27,7 +27,8 @@ import pytest
 from tests.conftest import LiveServer
 from voicechat.sdk import Client
 
-pytestmark = pytest.mark.slow
+# One long scenario (a window cannot be reopened): more time than the per-test default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
