@@ -63,6 +63,15 @@ async def test_channels_tree_and_messages_both_ways(
         "the GUI was told to redraw the timeline"
     )
 
+    # Messages in a channel not shown count as unread until it is shown.
+    await admin.send(loose.id, "news")
+    await admin.send(loose.id, "more news")
+    await until(lambda: alice.timeline(loose.id).unread == 2, "the unread count")
+    assert alice.timeline(general.id).unread == 0
+    shown = await alice.select_channel(loose.id)
+    assert shown.unread == 0
+    assert [e.content for e in shown.entries] == ["news", "more news"]
+
     # A channel renamed and one deleted elsewhere change the tree here.
     await admin.client.create_channel("off-topic", category_id=talk.id)
     await until(lambda: len(alice.channels) == 5, "the new channel")

@@ -487,6 +487,7 @@ class AppSession:
         """Show a channel: its timeline, loaded with the newest page if it was not yet."""
         timeline = self.timeline(channel_id)
         self.selected_channel = timeline.channel_id
+        timeline.unread = 0
         if not timeline.loaded:
             try:
                 await timeline.load_latest()

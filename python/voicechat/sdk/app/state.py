@@ -213,6 +213,7 @@ class Timeline:
         self.messages: list[Message] = []
         self.has_more = True
         self.loaded = False
+        # Messages from others that arrived while another channel was shown.
         self.unread = 0
         self._ids: set[UUID] = set()
         self._early: list[Message] = []
@@ -288,7 +289,6 @@ class Timeline:
             self._ids = {m.id for m in self.messages}
             self._entry_of = {k: v for k, v in self._entry_of.items() if k in self._ids}
             self.loaded = True
-            self.unread = 0
         self._session.forget_delivered(self.messages)
         self._changed()
 
@@ -316,11 +316,18 @@ class Timeline:
     def add(self, message: Message) -> None:
         """A new message (from the gateway or from our own send)."""
         self._stop_typing(message.author.id, notify=True)
+        me = self._session.me.id if self._session.me else None
+        if (
+            message.author.id != me
+            and self._session.selected_channel != self.channel_id
+            and message.id not in self._ids
+        ):
+            self.unread += 1  # for the sidebar's badge; select_channel() clears it
         if not self.loaded:
             if self._lock.locked():
                 self._early.append(message)  # the first page is being fetched
             else:
-                self.unread += 1
+                self._changed()
             return
         if message.id in self._ids:
             self.replace(message)
