@@ -4,6 +4,7 @@ arrive exactly once when it is back; the session catches up and dials voice agai
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,12 +81,19 @@ async def test_offline_messages_arrive_once_and_voice_comes_back_after_a_restart
         await until(lambda: alice.voice is not None and alice.voice.connected, "voice back")
         assert alice.voice is not None
         assert alice.voice.channel_id == lounge.id
+
+        # Down again; a message is written, and the client is quit before it could go out.
+        assert await asyncio.to_thread(again.stop) == 0
+        await until(lambda: alice.state == "reconnecting", "alice to notice again")
+        assert (await alice.send(channel.id, "written before quitting")).pending
     finally:
         await alice.close()
 
-    # The next start happens while the server is down: the client opens anyway, from the
-    # stored session, and catches up once the server is back.
-    assert await asyncio.to_thread(again.stop) == 0
+    # The next start happens while the server is still down: the client opens anyway, from
+    # the stored session, with the unsent message pending, and catches up once the server is
+    # back.
+    [kept] = (home / "outbox").iterdir()
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600, "unsent messages are private"
     resumed = await AppSession.resume(settings, tokens=TokenStore(home))
     assert resumed is not None
     try:
@@ -94,11 +102,23 @@ async def test_offline_messages_arrive_once_and_voice_comes_back_after_a_restart
         assert resumed.me.username == "alice"
         assert resumed.error is not None
         assert resumed.error.startswith("Cannot reach the server")
-        await asyncio.to_thread(live_server_factory, env)
+        assert resumed.outbox_size == 1
+        [waiting] = resumed.timeline(channel.id).entries
+        assert (waiting.content, waiting.pending) == ("written before quitting", True)
+        third = await asyncio.to_thread(live_server_factory, env)
         await until(lambda: channel.id in resumed.channels, "the channels after the restart", 90)
         now: str = resumed.state  # (mypy keeps the narrowing from before the wait)
         assert now == "online"
+        await until(lambda: resumed.outbox_size == 0, "the stored outbox to flush")
         timeline = await resumed.select_channel(channel.id)
-        assert [e.content for e in timeline.entries][-1] == "written offline 2"
+        assert [(e.content, e.pending) for e in timeline.entries][-2:] == [
+            ("written offline 2", False),
+            ("written before quitting", False),
+        ]
+        async with Client(third.base_url) as check:
+            await check.login("admin", DEFAULT_PASSWORD)
+            contents = [m.content async for m in check.history(channel.id)]
+        assert contents.count("written before quitting") == 1
+        assert not list((home / "outbox").iterdir()), "nothing left on disk once sent"
     finally:
         await resumed.close()

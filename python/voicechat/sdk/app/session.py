@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import re
 import uuid
@@ -31,7 +32,7 @@ import httpx
 import websockets
 
 from voicechat.sdk.app.readable import readable_error
-from voicechat.sdk.app.settings import AudioSettings, ClientSettings
+from voicechat.sdk.app.settings import AudioSettings, ClientSettings, write_private
 from voicechat.sdk.app.sso import LoopbackRedirect
 from voicechat.sdk.app.state import (
     Change,
@@ -331,6 +332,7 @@ class AppSession:
     ) -> AppSession:
         session = cls(client, settings, tokens=tokens, engine_factory=engine_factory)
         session._store_tokens()
+        session._load_outbox()
         if client.user is not None and client.user.username:
             settings.server_url = client.base_url
             settings.username = client.user.username
@@ -468,6 +470,7 @@ class AppSession:
         nonces = {m.nonce for m in messages if m.nonce and m.author.id == mine}
         if nonces and any(item.nonce in nonces for item in self._outbox):
             self._outbox = [item for item in self._outbox if item.nonce not in nonces]
+            self._save_outbox()
 
     def _stand_in(self, item: OutgoingMessage) -> Message:
         author = self.me or User(id=None, username="me")
@@ -530,6 +533,7 @@ class AppSession:
             local_id=uuid.uuid4(),
         )
         self._outbox.append(item)
+        self._save_outbox()
         self.notify(Change("timeline", item.channel_id))
         await self.flush_outbox()
         for entry in self.timeline(item.channel_id).entries:
@@ -542,6 +546,7 @@ class AppSession:
         before = len(self._outbox)
         self._outbox = [i for i in self._outbox if i.nonce != entry.nonce]
         if len(self._outbox) != before:
+            self._save_outbox()
             self.notify(Change("timeline", entry.message.channel_id))
 
     async def retry(self, entry: TimelineEntry) -> None:
@@ -559,29 +564,35 @@ class AppSession:
     async def flush_outbox(self) -> None:
         """Send what waits in the outbox, in order; stops at the first network failure."""
         async with self._outbox_lock:
-            for item in list(self._outbox):
-                if item.error is not None or item not in self._outbox:
-                    continue
-                try:
-                    message = await self._deliver(item)
-                except _LOCAL_FILE_ERRORS as exc:
-                    item.error = self._set_error(exc)
-                    self.notify(Change("timeline", item.channel_id))
-                    continue
-                except _NETWORK_ERRORS as exc:
-                    log.info("outbox: server unreachable (%s); %d waiting", exc, len(self._outbox))
-                    self._schedule_outbox_retry()
-                    return
-                except (ApiError, CryptoError, ValueError) as exc:
-                    item.error = self._set_error(exc)
-                    self.notify(Change("timeline", item.channel_id))
-                    continue
-                with contextlib.suppress(ValueError):
-                    self._outbox.remove(item)
-                timeline = self._timelines.get(item.channel_id)
-                if timeline is not None:
-                    timeline.add(message)
+            try:
+                await self._flush()
+            finally:
+                self._save_outbox()
+
+    async def _flush(self) -> None:
+        for item in list(self._outbox):
+            if item.error is not None or item not in self._outbox:
+                continue
+            try:
+                message = await self._deliver(item)
+            except _LOCAL_FILE_ERRORS as exc:
+                item.error = self._set_error(exc)
                 self.notify(Change("timeline", item.channel_id))
+                continue
+            except _NETWORK_ERRORS as exc:
+                log.info("outbox: server unreachable (%s); %d waiting", exc, len(self._outbox))
+                self._schedule_outbox_retry()
+                return
+            except (ApiError, CryptoError, ValueError) as exc:
+                item.error = self._set_error(exc)
+                self.notify(Change("timeline", item.channel_id))
+                continue
+            with contextlib.suppress(ValueError):
+                self._outbox.remove(item)
+            timeline = self._timelines.get(item.channel_id)
+            if timeline is not None:
+                timeline.add(message)
+            self.notify(Change("timeline", item.channel_id))
 
     async def _deliver(self, item: OutgoingMessage) -> Message:
         if item.file_ids is None:
@@ -590,6 +601,7 @@ class AppSession:
                 answer = await self.client.upload(path, channel_id=item.channel_id)
                 uploaded.append(str(answer["id"]))
             item.file_ids = uploaded
+            self._save_outbox()  # a restart sends these ids rather than uploading again
         return await self.client.send(
             item.channel_id,
             item.content,
@@ -597,6 +609,41 @@ class AppSession:
             attachments=list(item.file_ids),
             nonce=item.nonce,
         )
+
+    def _outbox_path(self) -> Path | None:
+        if self.me is None or not self.me.username:
+            return None
+        host = re.sub(r"[^a-z0-9.-]+", "_", self.server_url.split("://", 1)[-1].lower())
+        return self.settings.home / "outbox" / f"{host}-{self.me.username}.json"
+
+    def _save_outbox(self) -> None:
+        """Keep the outbox on disk (private to the user), so quitting while offline loses
+        nothing; the nonces make the later sends exactly-once."""
+        path = self._outbox_path()
+        if path is None:
+            return
+        try:
+            if self._outbox:
+                write_private(path, json.dumps([i.to_json() for i in self._outbox]))
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("outbox: could not write %s", path, exc_info=True)
+
+    def _load_outbox(self) -> None:
+        path = self._outbox_path()
+        if path is None:
+            return
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            items = [OutgoingMessage.from_json(d) for d in stored]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("outbox: %s is unreadable; starting with an empty outbox", path)
+            return
+        known = {i.nonce for i in self._outbox}
+        self._outbox.extend(i for i in items if i.nonce not in known)
 
     def _schedule_outbox_retry(self) -> None:
         if self._closed or (self._outbox_retry is not None and not self._outbox_retry.cancelled()):

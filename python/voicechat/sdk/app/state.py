@@ -12,6 +12,7 @@ import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
@@ -432,6 +433,41 @@ class OutgoingMessage:
     local_id: UUID
     file_ids: list[str] | None = None
     error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What is kept on disk while the message waits."""
+        return {
+            "nonce": self.nonce,
+            "channel_id": str(self.channel_id),
+            "content": self.content,
+            "reply_to": str(self.reply_to) if self.reply_to else None,
+            "paths": [str(p) for p in self.paths],
+            "created_at": self.created_at.isoformat(),
+            "local_id": str(self.local_id),
+            "file_ids": self.file_ids,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutgoingMessage:
+        """The inverse of :meth:`to_json`.
+
+        Raises:
+            KeyError, ValueError, TypeError: not a stored message.
+        """
+        return cls(
+            nonce=str(data["nonce"]),
+            channel_id=UUID(data["channel_id"]),
+            content=str(data["content"]),
+            reply_to=UUID(data["reply_to"]) if data.get("reply_to") else None,
+            paths=[Path(p) for p in data.get("paths") or []],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            local_id=UUID(data["local_id"]),
+            file_ids=[str(f) for f in data["file_ids"]]
+            if data.get("file_ids") is not None
+            else None,
+            error=data.get("error"),
+        )
 
 
 Listener = Callable[[Change], None]
