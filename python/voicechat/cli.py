@@ -75,6 +75,10 @@ def _voice_options(func: F) -> F:
         ),
         click.option("--public-ip", help="Address in ICE candidates [VOICECHAT_PUBLIC_IP]."),
         click.option(
+            "--media-workers",
+            help="Media threads, on ports media-port + i [VOICECHAT_MEDIA_WORKERS, 1].",
+        ),
+        click.option(
             "--voice-node-capacity",
             help="Participants this node takes [VOICECHAT_VOICE_NODE_CAPACITY, 500].",
         ),
@@ -235,23 +239,17 @@ async def _run_voice_node(settings: Settings) -> None:
     from redis.exceptions import RedisError
 
     from voicechat._native import SfuError
-    from voicechat._native.sfu import SfuConfig
     from voicechat.cache import create_cache
+    from voicechat.voice import sfu_config
     from voicechat.voice.node import VoiceNode
 
     assert settings.valkey_url is not None
     cache = create_cache(settings.valkey_url.get_secret_value(), max_connections=8)
     try:
         try:
-            config = SfuConfig(
-                bind_ip=settings.media_bind_ip,
-                media_port=settings.media_port,
-                public_ip=str(settings.public_ip),
-                max_users_per_room=settings.voice_user_limit,
-            )
             node = VoiceNode(
                 cache,
-                config,
+                sfu_config(settings),
                 capacity=settings.voice_node_capacity,
                 alive_file=settings.voice_alive_file,
             )
@@ -266,7 +264,9 @@ async def _run_voice_node(settings: Settings) -> None:
         host, port = node.address
         click.echo(f"voicechat {__version__} voice node {node.node_id}")
         click.echo("  valkey    external (VOICECHAT_VALKEY_URL)")
-        click.echo(f"  media     udp {_url_host(host)}:{port} (capacity {node.capacity})")
+        assert node.sfu is not None
+        ports = node.sfu.ports
+        click.echo(f"  media     udp {_url_host(host)}:{ports} (capacity {node.capacity})")
         log.info("voice node %s: serving udp %s:%d", node.node_id, host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         10000, ge=0, le=65535, description="UDP port of the SFU (0: any free port)."
     )
     media_bind_ip: str = Field("127.0.0.1", description="Address the SFU's UDP socket binds.")
+    media_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="SFU media threads; thread i listens on VOICECHAT_MEDIA_PORT + i and each "
+        "voice channel lives on one of them.",
+    )
     voice_bitrate: int = Field(64000, ge=24000, le=96000, description="Opus bitrate, bit/s.")
     voice_frame_ms: Literal[10, 20, 40, 60] = Field(20, description="Opus frame length.")
     voice_user_limit: int = Field(
@@ -318,6 +325,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
+        if self.media_port != 0 and self.media_port + self.media_workers - 1 > 65535:
+            raise ValueError(
+                "VOICECHAT_MEDIA_WORKERS: ports VOICECHAT_MEDIA_PORT to "
+                "VOICECHAT_MEDIA_PORT + workers - 1 must stay below 65536"
+            )
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("VOICECHAT_DB_POOL_MIN must not exceed VOICECHAT_DB_POOL_MAX")
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):

@@ -23,6 +23,38 @@ async def test_health_is_ok_with_every_component(client: httpx.AsyncClient) -> N
     assert all(c["status"] == "ok" for c in body["components"].values())
 
 
+async def test_health_names_the_ports_of_every_media_thread(
+    settings_factory: Callable[..., Settings], database_url: str, clean_valkey: str
+) -> None:
+    first = free_port()
+    app = create_app(
+        settings_factory(
+            database_url=database_url,
+            valkey_url=clean_valkey,
+            media_port=first,
+            media_workers=1,
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            single = (await client.get("/health")).json()["components"]["sfu"]
+    assert single["detail"] == f"SFU in this process, udp 127.0.0.1:{first}"
+    app = create_app(
+        settings_factory(
+            database_url=database_url, valkey_url=clean_valkey, media_port=0, media_workers=3
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            three = (await client.get("/health")).json()["components"]["sfu"]
+    assert three["status"] == "ok"
+    ports = three["detail"].removeprefix("SFU in this process, udp 127.0.0.1:").split(",")
+    assert len(set(ports)) == 3
+    assert all(1024 <= int(port) <= 65535 for port in ports)
+
+
 async def test_health_reports_a_stopped_valkey(
     settings_factory: Callable[..., Settings], database_url: str
 ) -> None:

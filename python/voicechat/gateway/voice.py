@@ -37,7 +37,6 @@ from voicechat._native import (
     RoomFullError,
     UnknownParticipantError,
 )
-from voicechat._native import sfu as native_sfu
 from voicechat.cache import Cache, keys
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
@@ -47,6 +46,7 @@ from voicechat.gateway.hub import Gateway
 from voicechat.gateway.protocol import ErrorCode, RpcError, notification_frame
 from voicechat.gateway.session import Socket
 from voicechat.settings import Settings
+from voicechat.voice import sfu_config
 from voicechat.voice.plane import LocalMediaPlane, MediaPlane, PlaneEvent, VoiceUnavailable
 from voicechat.voice.remote import RemoteMediaPlane
 
@@ -364,13 +364,7 @@ def _plane_for(settings: Settings, cache: Cache, instance_id: str) -> MediaPlane
             request_timeout=settings.voice_request_timeout,
             room_user_limit=settings.voice_user_limit,
         )
-    config = native_sfu.SfuConfig(
-        bind_ip=settings.media_bind_ip,
-        media_port=settings.media_port,
-        public_ip=str(settings.public_ip),
-        max_users_per_room=settings.voice_user_limit,
-    )
-    return LocalMediaPlane(config, settings.voice_user_limit)
+    return LocalMediaPlane(sfu_config(settings), settings.voice_user_limit)
 
 
 def _caller(socket: Socket) -> UUID:

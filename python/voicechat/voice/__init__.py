@@ -7,6 +7,26 @@ their own media threads; these wrappers only move blocking calls off the event l
 """
 
 from voicechat._native.sfu import ParticipantStats, ReceivedPacket, SfuConfig, SfuEvent
+from voicechat.settings import Settings
 from voicechat.voice.media import Peer, Sfu
 
-__all__ = ["ParticipantStats", "Peer", "ReceivedPacket", "Sfu", "SfuConfig", "SfuEvent"]
+__all__ = [
+    "ParticipantStats",
+    "Peer",
+    "ReceivedPacket",
+    "Sfu",
+    "SfuConfig",
+    "SfuEvent",
+    "sfu_config",
+]
+
+
+def sfu_config(settings: Settings) -> SfuConfig:
+    """The SFU configuration `voicechat serve` and `voicechat voice` run with."""
+    return SfuConfig(
+        bind_ip=settings.media_bind_ip,
+        media_port=settings.media_port,
+        public_ip=str(settings.public_ip),
+        worker_threads=settings.media_workers,
+        max_users_per_room=settings.voice_user_limit,
+    )

@@ -198,12 +198,12 @@ class LocalMediaPlane:
         sfu = self._running()
         with contextlib.suppress(UnknownRoomError):
             await sfu.participants("health-probe")
-        return None
+        return self.describe()
 
     def describe(self) -> str:
         """`udp host:port` of the media socket."""
-        host, port = self._running().local_addr
-        return f"SFU in this process, udp {host}:{port}"
+        sfu = self._running()
+        return f"SFU in this process, udp {sfu.local_addr[0]}:{sfu.ports}"
 
     async def aclose(self) -> None:
         """Stop the media thread."""
