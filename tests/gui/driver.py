@@ -16,7 +16,14 @@ from kivy.tests.common import UnitTestTouch
 from PIL import Image
 
 # Kivy key codes for the keys the tests press.
-KEYS = {"enter": (13, 40), "escape": (27, 41), "up": (273, 82), "f8": (289, 65), "f9": (290, 66)}
+KEYS = {
+    "enter": (13, 40),
+    "escape": (27, 41),
+    "up": (273, 82),
+    "f8": (289, 65),
+    "f9": (290, 66),
+    "m": (109, 16),
+}
 
 
 async def frames(count: int = 3) -> None:

@@ -312,6 +312,13 @@ async def _voice(app: Any, driver: Any, bob: Client, tmp_path: Path, artifacts: 
     await driver.tap(main.ids.mute_button)
     await driver.wait_until(lambda: main.self_muted, "muted")
     assert main.ids.mute_button.text == "Unmute"
+    await driver.press("m", ["ctrl"])
+    await driver.wait_until(lambda: not main.self_muted, "unmuted by Ctrl+M")
+    await driver.tap(main.ids.deafen_button)
+    await driver.wait_until(lambda: main.self_deafened and main.self_muted, "deafened")
+    assert main.ids.deafen_button.text == "Undeafen"
+    await driver.tap(main.ids.deafen_button)
+    await driver.wait_until(lambda: not main.self_deafened and not main.self_muted, "undeafened")
     await driver.tap(main.ids.leave_button)
     await driver.wait_until(lambda: not main.in_voice, "left the voice channel")
 
