@@ -43,7 +43,7 @@ QUALITY = {
     "good": "[color=23a55a]Good connection[/color]",
     "fair": "[color=f0b232]Fair connection[/color]",
     "poor": "[color=da373c]Poor connection[/color]",
-    "unknown": "[color=949ba4]Waiting for audio…[/color]",
+    "unknown": "",  # nothing received yet: nothing to judge
 }
 
 BANNERS = {
@@ -285,6 +285,7 @@ class MainScreen(ClientScreen):
                     and not entry.error,
                     "pending": pending,
                     "failed": entry.error is not None,
+                    "initial": display_name(message.author)[:1].upper(),
                     "attachments": attachments,
                     "text_height": text_height,
                     "height": text_height + dp(ROW_PADDING * 2 + ATTACHMENT_ROW * len(attachments)),

@@ -108,6 +108,7 @@ class MessageRow(RecycleDataViewBehavior, BoxLayout):  # type: ignore[misc]
     own = BooleanProperty(False)
     pending = BooleanProperty(False)
     failed = BooleanProperty(False)  # refused by the server: Retry or Discard
+    initial = StringProperty("")  # drawn in the avatar circle
     attachments = ListProperty([])
     text_height = NumericProperty(0)
 
