@@ -464,6 +464,17 @@ class AppSession:
             if item.channel_id == channel_id
         ]
 
+    def note_authors(self, messages: list[Message]) -> None:
+        """Count the authors of loaded messages as members (the server lists no users)."""
+        added = False
+        for message in messages:
+            author = message.author
+            if author.id is not None and author.id not in self.members:
+                self._set_member(author, author.status)
+                added = True
+        if added:
+            self.notify(Change("members"))
+
     def forget_delivered(self, messages: list[Message]) -> None:
         """Drop outbox entries the server already has (seen in a page or an event)."""
         mine = self.me.id if self.me else None
@@ -971,6 +982,7 @@ class AppSession:
                 self._set_member(user, user.status)
         for channel_id in gone:
             self._timelines.pop(channel_id).close()
+        await self._load_private_members(channels)
         self.notify(Change("me"))
         self.notify(Change("channels"))
         self.notify(Change("members"))
@@ -982,6 +994,17 @@ class AppSession:
                     self._set_error(exc)
         self._synced = True
         await self.flush_outbox()
+
+    async def _load_private_members(self, channels: list[Channel]) -> None:
+        private = [c for c in channels if c.private and c.type != "dm"]
+        answers = await asyncio.gather(
+            *(self.client.members(c.id) for c in private), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, list):
+                for user in answer:
+                    if user.id is not None and user.id not in self.members:
+                        self._set_member(user, user.status)
 
     async def _resync(self) -> None:
         try:
@@ -1069,9 +1092,7 @@ class AppSession:
                 timeline.add(message)
             else:
                 timeline.replace(message)
-            if message.author.id is not None and message.author.id not in self.members:
-                self._set_member(message.author, message.author.status)
-                self.notify(Change("members"))
+            self.note_authors([message])
         elif method == "message.delete":
             self.timeline(params["channel_id"]).remove(UUID(params["id"]))
         elif method == "channel.update":

@@ -291,6 +291,7 @@ class Timeline:
             self._entry_of = {k: v for k, v in self._entry_of.items() if k in self._ids}
             self.loaded = True
         self._session.forget_delivered(self.messages)
+        self._session.note_authors(fresh)
         self._changed()
 
     async def load_older(self) -> int:
@@ -309,6 +310,7 @@ class Timeline:
             self.messages = older + self.messages
             self._ids.update(m.id for m in older)
             self.has_more = page.has_more and bool(page.messages)
+        self._session.note_authors(older)
         self._changed()
         return len(older)
 
