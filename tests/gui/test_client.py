@@ -97,6 +97,7 @@ async def test_desktop_client(
     browser = _Browser()
     app = VoicechatApp(server_url=url, settings=settings, open_browser=browser.open)
     failure: list[BaseException] = []
+    seen: list[str] = []  # what the window showed when a step failed
 
     async def scenario() -> None:
         try:
@@ -113,6 +114,7 @@ async def test_desktop_client(
             await _connection_lost(app, driver, live_server)
         except BaseException as exc:
             failure.append(exc)
+            seen.append(f"toast {app.toast_text!r}, connection {app.connection_state!r}")
             await driver.screenshot(artifacts / "failure.png", check=False)
         finally:
             app.stop()
@@ -121,7 +123,7 @@ async def test_desktop_client(
     await app.run_async()
     await task
     if failure:
-        raise failure[0]
+        raise AssertionError(f"{failure[0]} ({', '.join(seen)}; see failure.png)") from failure[0]
     assert Window is not None
     for name in ("login", "main", "settings", "voice"):
         assert (artifacts / f"{name}.png").stat().st_size > 10_000
@@ -273,10 +275,15 @@ async def _settings(app: Any, driver: Any, bob: Client, artifacts: Path) -> None
     # Bob plays at 150 % for me.
     settings.ids.scroll.scroll_y = 0  # scrolled down to the list
     await driver.frames()
-    (volume,) = driver.find(settings.ids.volumes, Slider)
+    (volume,) = [
+        slider
+        for row in settings.ids.volumes.children
+        if "bob" in driver.label_texts(row)
+        for slider in driver.find(row, Slider)
+    ]
     await driver.tap_slider(volume, 0.75)
     assert client_settings.user_volumes[str(bob.user.id)] == 1.5
-    assert "150%" in driver.label_texts(settings.ids.volumes)
+    assert "150%" in driver.label_texts(volume.parent)
     await driver.press("escape")
     await driver.wait_until(lambda: app.manager.current == "main", "back to the chat")
 
