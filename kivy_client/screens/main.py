@@ -142,7 +142,10 @@ class MainScreen(ClientScreen):
                 rows.append(("section", category.name.upper()))
             for channel in channels:
                 selected = str(channel.id) in (self.channel_id, voice_channel)
-                rows.append(("channel", str(channel.id), channel.type, channel.name, selected))
+                unread = 0 if selected else _unread(session, channel)
+                rows.append(
+                    ("channel", str(channel.id), channel.type, channel.name, selected, unread)
+                )
                 if channel.type == "voice":
                     rows += _voice_members(session, str(channel.id))
         dms = list(_dms(session))
@@ -150,9 +153,9 @@ class MainScreen(ClientScreen):
             rows.append(("section", "DIRECT MESSAGES"))
             for channel in dms:
                 title = _dm_title(channel, session)
-                rows.append(
-                    ("channel", str(channel.id), "dm", title, str(channel.id) == self.channel_id)
-                )
+                selected = str(channel.id) == self.channel_id
+                unread = 0 if selected else _unread(session, channel)
+                rows.append(("channel", str(channel.id), "dm", title, selected, unread))
         if rows == self._sidebar_rows:
             return  # unchanged: keep the widgets (and their positions)
         self._sidebar_rows = rows
@@ -162,12 +165,13 @@ class MainScreen(ClientScreen):
             if kind == "section":
                 box.add_widget(_section(values[0]))
             elif kind == "channel":
-                channel_id, channel_type, label, selected = values
+                channel_id, channel_type, label, selected, unread = values
                 row = ChannelRow(
                     channel_id=channel_id,
                     kind=channel_type,
                     label=label,
                     selected=selected,
+                    unread=unread,
                     height=row_height(channel_type),
                 )
                 row.bind(on_release=self._on_channel_row)
@@ -580,6 +584,12 @@ def _find_channel(session: Any, channel_id: str) -> Any:
 
 def _member(session: Any, user_id: Any) -> Any:
     return session.members.get(UUID(str(user_id)))
+
+
+def _unread(session: Any, channel: Any) -> int:
+    if channel.type == "voice":
+        return 0
+    return int(session.timeline(channel.id).unread)
 
 
 def _first_text_channel(session: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kivy.metrics import dp
-from kivy.properties import BooleanProperty, ColorProperty, StringProperty
+from kivy.properties import BooleanProperty, ColorProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 
@@ -18,7 +18,7 @@ class ChannelRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]
     kind = StringProperty("text")  # text | voice | dm
     label = StringProperty("")
     selected = BooleanProperty(False)
-    unread = BooleanProperty(False)
+    unread = NumericProperty(0)  # messages not seen yet (a badge)
 
     @property
     def icon(self) -> str:

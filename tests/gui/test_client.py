@@ -69,6 +69,7 @@ async def test_desktop_client(
         community = await admin.create_channel("Community", type="category")
         await admin.create_channel("general", category_id=str(community.id), topic="Anything goes")
         await admin.create_channel("Lounge", type="voice", category_id=str(community.id))
+        await admin.create_channel("random", category_id=str(community.id))
         general = await admin.channel_by_name("general")
         # More than one page (50) of history, so the client has to load older messages.
         for n in range(55):
@@ -204,6 +205,24 @@ async def _chat(app: Any, driver: Any, url: str, artifacts: Path) -> Client:
         lambda: "bob" in driver.label_texts(main.ids.member_list), "bob in the member list"
     )
     await driver.screenshot(artifacts / "main.png")
+
+    # A message in another channel: a badge on it until it is opened.
+    random = await bob.channel_by_name("random")
+    await bob.send(random.id, "over here")
+
+    def random_row() -> Any:
+        rows = driver.find(main.ids.channel_list, ChannelRow, label="random")
+        return rows[0] if rows else None
+
+    await driver.wait_until(lambda: random_row() and random_row().unread == 1, "the badge")
+    assert "1" in driver.label_texts(random_row())
+    await driver.tap(random_row())
+    await driver.wait_until(lambda: main.channel_title == "#random", "#random")
+    await driver.wait_until(lambda: _row(driver, main, "over here"), "bob's message there")
+    assert random_row().unread == 0
+    (general_row,) = driver.find(main.ids.channel_list, ChannelRow, label="general")
+    await driver.tap(general_row)
+    await driver.wait_until(lambda: main.channel_title == "#general", "back in #general")
 
     # Up in the empty composer edits my last message; Escape lets go of it.
     await driver.tap(main.ids.composer)
