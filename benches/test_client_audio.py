@@ -15,12 +15,15 @@ sample-accurate. Rows (10 bursts each, median):
   and on a pure tone it also eats into the onset, which would blur the measurement).
 - `engine-20ms-busy-loop`: as `engine-20ms` while the asyncio loop (where a Kivy GUI runs)
   spends 30 ms of every 100 in pure Python: the engine's audio never waits for the loop, only
-  for the GIL, so this shows what a slow GUI costs the audio.
-- `engine-20ms-decode-in-callback` (and with the busy loop): the design not taken, for
-  comparison: the output callback decodes and mixes (`PlaybackPipeline.pop`) itself.
+  the sound card callbacks wait for the GIL, so this shows what a slow GUI costs the audio.
+- `engine-20ms-busy-loop-5ms-switch`: the same with Python's default 5 ms GIL switch interval
+  (the engine's `switch_interval=None`), instead of the 1 ms `VoiceEngine.start()` sets.
 
 Each engine row reports its ratio to `reference-devices` and the difference, which is what the
-voice path adds (frame, codec, network, jitter buffer, mixing). The timing pytest-benchmark
+voice path adds (frame, codec, network, jitter buffer, mixing), and the CPU while the bursts
+play: `cpu_per_client_percent` (process CPU over wall time, halved: both engines and both SDK
+clients run in this process) and `cpu_threads_percent` (% of a core per thread name, both
+clients, from `/proc/self/task/*/stat`). The timing pytest-benchmark
 shows is the length of the whole measurement, not the latency: read `extra_info` (or the
 printed table). Run: `scripts/bench.sh -k client_audio`.
 """
@@ -28,10 +31,13 @@ printed table). Run: `scripts/bench.sh -k client_audio`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import queue
-import threading
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,45 +111,41 @@ async def _busy_gui() -> None:
         await asyncio.sleep(0.07)
 
 
-class CallbackDecodeEngine(VoiceEngine):
-    """For comparison only: the output callback pops (decodes and mixes) the next frame itself,
-    as docs/audio.md's one-screen example does, instead of the worker doing it just in time.
-    A lock keeps the worker's pushes and stats off the pipeline meanwhile (a native pipeline
-    object must not be used by two threads at once)."""
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of this process, with its name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            tid = int(task.name)
+            if tid == os.getpid():
+                name = "main (asyncio loop)"
+            elif name in ("pytest", "python", "python3"):
+                # Threads without an OS name: PortAudio's callback threads, asyncio.to_thread.
+                name = "unnamed (PortAudio callbacks)"
+            threads[tid] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return threads
 
-    lock = threading.Lock()
 
-    async def start(self) -> None:
-        await super().start()
-        worker = self._worker
-        worker.produce = lambda: None  # type: ignore[method-assign]
-        push, snapshot = worker.on_packet, worker.snapshot
+def _per_thread_percent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float
+) -> dict[str, float]:
+    """Percent of a core per thread name (summed over threads of that name) in `wall` s."""
+    usage: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        used = cpu - before.get(tid, (name, 0.0))[1]
+        usage[name] = usage.get(name, 0.0) + used / wall * 100
+    return {name: round(value, 2) for name, value in sorted(usage.items()) if value >= 0.05}
 
-        def locked_push(packet: Any, arrival: float) -> None:
-            with self.lock:
-                push(packet, arrival)
 
-        def locked_snapshot() -> None:
-            with self.lock:
-                snapshot()
+class KeepSwitchIntervalEngine(VoiceEngine):
+    """The engine without its GIL switch interval change (`switch_interval=None`)."""
 
-        worker.on_packet = locked_push  # type: ignore[method-assign]
-        worker.snapshot = locked_snapshot  # type: ignore[method-assign]
-
-    def _output_callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        started = time.perf_counter()
-        out = outdata[:, 0]
-        filled = 0
-        while filled < frames:
-            if self._current is None or self._offset >= len(self._current):
-                with self.lock:
-                    self._current = self._worker.playback.pop(time.monotonic())
-                self._offset = 0
-            n = min(frames - filled, len(self._current) - self._offset)
-            out[filled : filled + n] = self._current[self._offset : self._offset + n]
-            filled += n
-            self._offset += n
-        self._callback_time(started)
+    def __init__(self, call: Any, config: Any, **options: Any) -> None:
+        super().__init__(call, config, switch_interval=None, **options)
 
 
 async def _engine(
@@ -151,18 +153,39 @@ async def _engine(
     base_url: str,
     busy_loop: bool = False,
     engine_class: type[VoiceEngine] = VoiceEngine,
+    python_switch_interval: float | None = None,
     **config: Any,
 ) -> list[float]:
     link = pulse.add_link("alice", "bob")
+    previous = sys.getswitchinterval()
+    if python_switch_interval is not None:
+        sys.setswitchinterval(python_switch_interval)
+        engine_class = KeepSwitchIntervalEngine
+    try:
+        return await _engine_call(pulse, base_url, link, busy_loop, engine_class, **config)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+async def _engine_call(
+    pulse: PulseAudio,
+    base_url: str,
+    link: Any,
+    busy_loop: bool,
+    engine_class: type[VoiceEngine],
+    **config: Any,
+) -> list[float]:
     async with voice_call(base_url, link, engine_class, **config) as call:
         await asyncio.sleep(0.5)
         busy = asyncio.create_task(_busy_gui()) if busy_loop else None
-        cpu, wall = time.process_time(), time.monotonic()
+        cpu, wall, threads = time.process_time(), time.monotonic(), _thread_cpu()
         probe = await talk(pulse, link, BURSTS)
         if busy is not None:
             busy.cancel()
         # Both engines and both SDK clients live in this process: half is one client's share.
-        RESULTS["cpu_per_client"] = (time.process_time() - cpu) / (time.monotonic() - wall) / 2
+        elapsed = time.monotonic() - wall
+        RESULTS["cpu_per_client"] = (time.process_time() - cpu) / elapsed / 2
+        RESULTS["threads"] = _per_thread_percent(threads, _thread_cpu(), elapsed)  # type: ignore[assignment]
         RESULTS["stats"] = call.bob.stats()  # type: ignore[assignment]
     return mouth_to_ear(probe)
 
@@ -173,16 +196,11 @@ ROWS: dict[str, dict[str, Any] | None] = {
     "engine-20ms": {"frame_ms": 20, "noise_suppression": False},
     "engine-10ms": {"frame_ms": 10, "noise_suppression": False},
     "engine-20ms-busy-loop": {"frame_ms": 20, "noise_suppression": False, "busy_loop": True},
-    "engine-20ms-decode-in-callback": {
+    "engine-20ms-busy-loop-5ms-switch": {
         "frame_ms": 20,
         "noise_suppression": False,
-        "engine_class": CallbackDecodeEngine,
-    },
-    "engine-20ms-decode-in-callback-busy-loop": {
-        "frame_ms": 20,
-        "noise_suppression": False,
-        "engine_class": CallbackDecodeEngine,
         "busy_loop": True,
+        "python_switch_interval": 0.005,
     },
 }
 
@@ -234,6 +252,8 @@ def test_mouth_to_ear(
             info["underruns"] = stats["underruns"]
             info["callback_max_us"] = stats["callback_max_us"]
         info["cpu_per_client_percent"] = round(RESULTS["cpu_per_client"] * 100, 1)
+        # Percent of a core per thread name, both clients (and the SFU's media thread).
+        info["cpu_threads_percent"] = RESULTS["threads"]
     benchmark.extra_info.update(info)
     write_artifact(f"bench-{row}.json", info)
     print(f"\n{row}: {info}")
