@@ -10,6 +10,9 @@ from uuid import UUID
 import numpy as np
 
 from tests.client.conftest import SessionFactory, until
+from tests.conftest import LiveServer
+from tests.utils.auth import DEFAULT_PASSWORD
+from voicechat.sdk import Client
 from voicechat.sdk.app import AppSession, AudioSettings, VoiceParticipant
 from voicechat.sdk.audio import VoiceEngine
 
@@ -96,3 +99,27 @@ async def test_join_mute_speak_deafen_and_leave(sessions: SessionFactory) -> Non
     assert bob.voice is None
     assert bob.voice_engine is None
     await until(lambda: _me(bob) not in _call(alice), "bob gone")
+
+
+async def test_a_new_session_sees_every_member_and_who_is_already_in_a_call(
+    sessions: SessionFactory, server: LiveServer
+) -> None:
+    admin = await sessions("admin")
+    alice = await sessions("alice")
+    async with Client(server.base_url) as quiet:
+        # Registered, never connected: offline, yet a member of the community.
+        await quiet.register("quiet", DEFAULT_PASSWORD)
+    lounge = await admin.client.create_channel("Lounge", "voice")
+    await until(lambda: lounge.id in alice.channels, "the channel at alice's")
+    assert await alice.join_voice(lounge.id)
+    assert await alice.set_muted(True)
+
+    bob = await sessions("bob")
+
+    presence = {m.user.username: m.presence for m in bob.members.values()}
+    assert presence == {"admin": "online", "alice": "online", "bob": "online", "quiet": "offline"}
+    assert bob.channels.voice_members(lounge.id) == [_me(alice)]
+    assert bob.voice_rooms[lounge.id][_me(alice)].muted
+    # And it stays current from the events.
+    await alice.leave_voice()
+    await until(lambda: bob.channels.voice_members(lounge.id) == [], "alice gone at bob's")

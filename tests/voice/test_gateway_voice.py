@@ -90,6 +90,11 @@ async def test_two_users_talk_through_the_gateway(voice_clients: list[VoiceClien
     first = await alice.join(cid)
     assert first["participants"] == []
     assert first["audio"] == {"bitrate": 64000, "frame_ms": 20}
+    # Someone who is not in the call sees who is (what a client loads on connect).
+    states = await admin.chat.voice_states()
+    assert [(s.channel_id, s.user_id, s.muted) for s in states] == [
+        (channel.id, alice.chat.user.id if alice.chat.user else None, False)
+    ]
     second = await bob.join(cid)
     assert second["participants"] == [
         {"user_id": str(alice.chat.user.id if alice.chat.user else ""), "muted": False}

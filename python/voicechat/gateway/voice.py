@@ -242,13 +242,21 @@ class VoiceService:
             raise RpcError(ErrorCode.INVALID_REQUEST, "call voice.join for that channel first")
         return participant
 
+    async def states(self, channel_ids: list[UUID]) -> dict[UUID, dict[str, dict[str, Any]]]:
+        """Who is in each of these voice channels: `{channel: {user_id: {"muted": bool}}}`."""
+        if not channel_ids:
+            return {}
+        pipe = self._cache.pipeline(transaction=False)
+        for channel_id in channel_ids:
+            pipe.hgetall(keys.voice_channel(channel_id))
+        answers = await pipe.execute()
+        return {
+            channel_id: _parse_states(raw)
+            for channel_id, raw in zip(channel_ids, answers, strict=True)
+        }
+
     async def _states(self, channel_id: UUID) -> dict[str, dict[str, Any]]:
-        raw = await self._cache.hgetall(keys.voice_channel(channel_id))
-        states = {}
-        for key, value in raw.items():
-            user = key.decode() if isinstance(key, bytes) else key
-            states[user] = json.loads(value)
-        return {u: {"muted": s.get("muted", False)} for u, s in states.items()}
+        return _parse_states(await self._cache.hgetall(keys.voice_channel(channel_id)))
 
     async def _record(self, participant: _Participant) -> None:
         state = json.dumps({"muted": participant.muted, "instance": self._instance})
@@ -365,6 +373,14 @@ def _plane_for(settings: Settings, cache: Cache, instance_id: str) -> MediaPlane
             room_user_limit=settings.voice_user_limit,
         )
     return LocalMediaPlane(sfu_config(settings), settings.voice_user_limit)
+
+
+def _parse_states(raw: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+    states = {}
+    for key, value in raw.items():
+        user = key.decode() if isinstance(key, bytes) else key
+        states[user] = {"muted": bool(json.loads(value).get("muted", False))}
+    return states
 
 
 def _caller(socket: Socket) -> UUID:

@@ -16,7 +16,7 @@ import httpx
 from voicechat.sdk.crypto import Crypto, CryptoStore, TrustEvent
 from voicechat.sdk.errors import AuthError, MfaRequired, error_from_response
 from voicechat.sdk.gateway import Gateway, GatewayEvent
-from voicechat.sdk.models import Channel, Me, Message, Role, User
+from voicechat.sdk.models import Channel, Me, Message, Role, User, VoiceState
 
 _REFRESHABLE = {"invalid_token"}
 
@@ -242,6 +242,24 @@ class Client:
     async def get_user(self, user_id: UUID | str) -> User:
         """Someone's public profile."""
         return User.model_validate(await self._request("GET", f"/users/{user_id}"))
+
+    async def users(self, *, page_size: int = 500) -> list[User]:
+        """Every member of the server with their presence, by username (all pages)."""
+        users: list[User] = []
+        after = ""
+        while True:
+            answer = await self._request(
+                "GET", "/users", params={"after": after, "limit": page_size}
+            )
+            users.extend(User.model_validate(u) for u in answer)
+            if len(answer) < page_size:
+                return users
+            after = users[-1].username
+
+    async def voice_states(self) -> list[VoiceState]:
+        """Who is in which voice call, in the channels this user can see."""
+        answer = await self._request("GET", "/voice/states")
+        return [VoiceState.model_validate(s) for s in answer]
 
     async def enable_encryption(
         self,

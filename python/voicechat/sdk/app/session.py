@@ -63,6 +63,7 @@ from voicechat.sdk.errors import ApiError, AuthError
 from voicechat.sdk.errors import MfaRequired as SdkMfaRequired
 from voicechat.sdk.gateway import GatewayEvent, GatewayState
 from voicechat.sdk.models import Attachment, Channel, Me, Message, User
+from voicechat.sdk.models import VoiceState as CallMember
 from voicechat.sdk.voice import VoiceCall
 
 log = logging.getLogger(__name__)
@@ -465,7 +466,8 @@ class AppSession:
         ]
 
     def note_authors(self, messages: list[Message]) -> None:
-        """Count the authors of loaded messages as members (the server lists no users)."""
+        """Count the authors of loaded messages as members (someone who joined after the
+        member list was loaded)."""
         added = False
         for message in messages:
             author = message.author
@@ -977,12 +979,12 @@ class AppSession:
         channels = await self.client.channels()
         gone = set(self._timelines) - {c.id for c in channels}
         self.channels.replace(channels)
-        for channel in channels:
-            for user in channel.members or []:
-                self._set_member(user, user.status)
         for channel_id in gone:
             self._timelines.pop(channel_id).close()
-        await self._load_private_members(channels)
+        users, states = await asyncio.gather(self.client.users(), self.client.voice_states())
+        for user in users:
+            self._set_member(user, user.status)
+        self._load_voice_states(states)
         self.notify(Change("me"))
         self.notify(Change("channels"))
         self.notify(Change("members"))
@@ -995,16 +997,20 @@ class AppSession:
         self._synced = True
         await self.flush_outbox()
 
-    async def _load_private_members(self, channels: list[Channel]) -> None:
-        private = [c for c in channels if c.private and c.type != "dm"]
-        answers = await asyncio.gather(
-            *(self.client.members(c.id) for c in private), return_exceptions=True
-        )
-        for answer in answers:
-            if isinstance(answer, list):
-                for user in answer:
-                    if user.id is not None and user.id not in self.members:
-                        self._set_member(user, user.status)
+    def _load_voice_states(self, states: list[CallMember]) -> None:
+        """Who is in which call now; speaking flags already known are kept."""
+        rooms: dict[UUID, dict[UUID, VoiceParticipant]] = {}
+        for state in states:
+            known = self.voice_rooms.get(state.channel_id, {}).get(state.user_id)
+            speaking = known is not None and known.speaking and not state.muted
+            rooms.setdefault(state.channel_id, {})[state.user_id] = VoiceParticipant(
+                state.user_id, muted=state.muted, speaking=speaking
+            )
+        self.voice_rooms.clear()
+        self.voice_rooms.update(rooms)
+        if self.voice is not None:
+            self.voice.participants = self.voice_rooms.setdefault(self.voice.channel_id, {})
+        self.notify(Change("voice"))
 
     async def _resync(self) -> None:
         try:
@@ -1152,8 +1158,8 @@ class AppSession:
         self.notify(Change("members", payload=user_id))
 
     def _learn_user(self, user_id: UUID) -> None:
-        """Fetch the profile of someone seen for the first time (typing, in voice), so the
-        GUI can name them; the server has no member listing to load up front."""
+        """Fetch the profile of someone seen for the first time (typing, in voice) who was not
+        in the member list loaded at start (they registered since), so the GUI can name them."""
         if user_id in self.members or user_id in self._learning:
             return
         self._learning.add(user_id)
