@@ -131,8 +131,11 @@ class VoicechatApp(App):  # type: ignore[misc]
             await self._shutdown()
 
     async def _boot(self) -> None:
-        if self.settings.problem:
-            self.toast(self.settings.problem)  # unreadable settings.json: defaults are in use
+        problem = self.settings.problem  # unreadable settings.json: defaults are in use
+        if problem:
+            # From the first frame on: before it, Kivy's clock still has its import-time
+            # reading and the toast's 4 s would already be over.
+            Clock.schedule_once(lambda _dt: self.toast(problem), 0)
         try:
             session = await AppSession.resume(self.settings, engine_factory=self.engine_factory)
         except Exception as exc:

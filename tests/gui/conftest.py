@@ -116,14 +116,11 @@ def wait_for_url(url: str, process: subprocess.Popen[bytes], log_path: Path) -> 
 
 
 @pytest.fixture
-def sso_server(
-    live_server_factory: Callable[..., LiveServer],
-    database_url: str,
-    clean_valkey: str,
-    oidc_issuer: str,
-    tmp_path: Path,
-) -> LiveServer:
-    """A live server on this test's database and Valkey, offering one SSO provider."""
+def sso_server_env(
+    database_url: str, clean_valkey: str, oidc_issuer: str, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a live server on this test's database and Valkey that offers one
+    SSO provider (the port is fixed, so a restarted server is the same address)."""
     providers = [
         {
             "id": "corp",
@@ -133,11 +130,18 @@ def sso_server(
             "client_secret": "secret-of-corp",
         }
     ]
-    return live_server_factory(
-        {
-            "VOICECHAT_DATABASE_URL": database_url,
-            "VOICECHAT_VALKEY_URL": clean_valkey,
-            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
-            "VOICECHAT_OIDC_PROVIDERS": json.dumps(providers),
-        }
-    )
+    return {
+        "VOICECHAT_PORT": str(free_port()),
+        "VOICECHAT_DATABASE_URL": database_url,
+        "VOICECHAT_VALKEY_URL": clean_valkey,
+        "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+        "VOICECHAT_OIDC_PROVIDERS": json.dumps(providers),
+    }
+
+
+@pytest.fixture
+def sso_server(
+    live_server_factory: Callable[..., LiveServer], sso_server_env: dict[str, str]
+) -> LiveServer:
+    """A live server offering one SSO provider (see `sso_server_env`)."""
+    return live_server_factory(sso_server_env)

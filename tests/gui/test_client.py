@@ -15,6 +15,7 @@ import importlib.util
 import json
 import threading
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,7 +55,13 @@ def _tone(path: Path, seconds: float = 3.0, rate: int = 48000) -> Path:
 
 
 async def test_desktop_client(
-    sso_server: LiveServer, oidc_issuer: str, x_display: str, artifacts: Path, tmp_path: Path
+    sso_server: LiveServer,
+    sso_server_env: dict[str, str],
+    live_server_factory: Callable[..., LiveServer],
+    oidc_issuer: str,
+    x_display: str,
+    artifacts: Path,
+    tmp_path: Path,
 ) -> None:
     live_server, url = sso_server, sso_server.base_url
     async with httpx.AsyncClient(timeout=5) as http:
@@ -103,7 +110,7 @@ async def test_desktop_client(
     async def scenario() -> None:
         try:
             await asyncio.wait_for(app.ready.wait(), 30)
-            assert "could not be read" in app.toast_text
+            await driver.wait_until(lambda: "could not be read" in app.toast_text, "the toast")
             await _login(app, driver, artifacts)
             bob = await _chat(app, driver, url, artifacts)
             async with bob:
@@ -113,6 +120,9 @@ async def test_desktop_client(
             await _log_out_and_in_with_mfa(app, driver)
             await _log_out_and_in_with_sso(app, driver, browser, oidc_issuer)
             await _connection_lost(app, driver, live_server)
+            await _sent_after_reconnect(
+                app, driver, lambda: live_server_factory(sso_server_env), url
+            )
         except BaseException as exc:
             failure.append(exc)
             seen.append(f"toast {app.toast_text!r}, connection {app.connection_state!r}")
@@ -533,3 +543,27 @@ async def _connection_lost(app: Any, driver: Any, server: LiveServer) -> None:
     server.stop()
     await driver.wait_until(lambda: main.banner.startswith("Connection lost"), "the banner")
     assert main.ids.banner.height > 0
+
+
+async def _sent_after_reconnect(
+    app: Any, driver: Any, restart: Callable[[], LiveServer], url: str
+) -> None:
+    """Written while the server is down: shown as sending, delivered once when it is back."""
+    main = app.screen("main")
+    await driver.tap(main.ids.composer)
+    await driver.type_text("written while offline")
+    await driver.press("enter")
+    row = await driver.wait_until(lambda: _row(driver, main, "written while offline"), "it")
+    assert "(sending…)" in row.markup
+    await asyncio.to_thread(restart)
+    await driver.wait_until(lambda: main.banner == "", "the reconnection", 60)
+    await driver.wait_until(
+        lambda: (r := _row(driver, main, "written while offline")) and "sending" not in r.markup,
+        "the delivery",
+        30,
+    )
+    async with Client(url) as admin:
+        await admin.login("admin", "admin password")
+        general = await admin.channel_by_name("general")
+        page = await admin.messages(general.id, limit=5)
+    assert [m.content for m in page.messages].count("written while offline") == 1
