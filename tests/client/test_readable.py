@@ -36,6 +36,10 @@ from voicechat.sdk.gateway import GatewayError
             GatewayError(400, "-32029", "rate limited"),
             "You are doing that too often. Wait a moment.",
         ),
+        (
+            GatewayError(400, "-32000", "the channel is full (2 users)", "voice_channel_full"),
+            "That voice channel is full.",
+        ),
         (httpx.ReadTimeout("slow"), "The server did not answer in time. Check your connection."),
         (
             httpx.UnsupportedProtocol("no scheme"),

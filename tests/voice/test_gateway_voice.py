@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from voicechat.sdk import Client, GatewayEvent
+from voicechat.sdk.app import readable_error
 from voicechat.sdk.gateway import GatewayError
 from voicechat.voice import Peer
 
@@ -156,3 +157,5 @@ async def test_a_full_channel_refuses_the_next_user(voice_clients: list[VoiceCli
     with pytest.raises(GatewayError) as full:
         await bob.chat.gateway.request("voice.join", {"channel_id": str(channel.id)})
     assert "full" in full.value.message
+    assert full.value.reason == "voice_channel_full"
+    assert readable_error(full.value) == "That voice channel is full."

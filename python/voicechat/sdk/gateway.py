@@ -50,7 +50,15 @@ class GatewayEvent:
 
 
 class GatewayError(ApiError):
-    """The server answered a gateway request with a JSON-RPC error."""
+    """The server answered a gateway request with a JSON-RPC error.
+
+    `code` is the JSON-RPC error code as text (`"-32602"`); `reason` the server's snake_case
+    code from `error.data.code` when it sent one (`"voice_channel_full"`), as in REST errors.
+    """
+
+    def __init__(self, status: int, code: str, message: str, reason: str | None = None) -> None:
+        super().__init__(status, code, message)
+        self.reason = reason
 
 
 class Gateway:
@@ -241,8 +249,15 @@ class Gateway:
                     continue
                 if "error" in frame:
                     error = frame["error"]
+                    data = error.get("data")
+                    reason = data.get("code") if isinstance(data, dict) else None
                     future.set_exception(
-                        GatewayError(400, str(error.get("code")), str(error.get("message")))
+                        GatewayError(
+                            400,
+                            str(error.get("code")),
+                            str(error.get("message")),
+                            reason if isinstance(reason, str) else None,
+                        )
                     )
                 else:
                     future.set_result(frame.get("result"))

@@ -74,7 +74,8 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
         unit = "second" if seconds == 1 else "seconds"
         return f"Too many attempts. Try again in {seconds} {unit}."
     if isinstance(exc, GatewayError):
-        return _GATEWAY_CODES.get(exc.code) or _sentence(exc.message)
+        known = _BY_CODE.get(exc.reason or "") or _GATEWAY_CODES.get(exc.code)
+        return known or _sentence(exc.message)
     if isinstance(exc, ApiError):
         if exc.code in _BY_CODE:
             return _BY_CODE[exc.code]
