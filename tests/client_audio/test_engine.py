@@ -12,6 +12,9 @@ import pytest
 
 from tests.audio.signals import speech, white_noise
 from tests.client_audio.conftest import RATE, Room, tone, tone_power
+from voicechat._native import DspInputError
+from voicechat._native.sfu import Peer as NativePeer
+from voicechat._native.sfu import VoiceLink
 from voicechat.sdk.audio import AudioConfig, AudioConfigError, VoiceEngine
 
 HEARD_RMS = 0.02  # the tone is sent at 0.3 amplitude (about 0.21 RMS)
@@ -149,3 +152,33 @@ async def test_the_call_ending_under_a_running_engine(room: Room) -> None:
     assert engine.stats()["packets_sent"] == 0  # the peer's counters are gone with it
     await engine.stop()
     await engine.stop()  # idempotent
+
+
+def test_the_native_link_refuses_bad_buffers_and_settings() -> None:
+    """What the sound card callbacks hand the native link must be float32 samples it can use;
+    anything else is a clear error, never a crash."""
+    peer = NativePeer()
+    link = VoiceLink(peer, denoise=False)
+    try:
+        link.write_input(np.zeros(480, np.float32))
+        out = np.ones(480, np.float32)
+        assert link.read_output(out) == 0  # nothing received yet: silence
+        assert not out.any()
+        with pytest.raises(ValueError, match="float32"):
+            link.write_input(np.zeros(480, np.int16))
+        with pytest.raises(ValueError, match="contiguous"):
+            link.read_output(np.zeros(960, np.float32)[::2])
+        readonly = np.zeros(480, np.float32)
+        readonly.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            link.read_output(readonly)
+        with pytest.raises(DspInputError, match="gain"):
+            link.set_gain("alice", 9.0)
+        with pytest.raises(DspInputError):
+            link.configure(frame_ms=25, bitrate=64000, denoise=False)
+        with pytest.raises(DspInputError):
+            VoiceLink(peer, frame_ms=25)
+    finally:
+        link.close()
+        link.close()  # idempotent
+        peer.close()
