@@ -119,6 +119,13 @@ class MainScreen(ClientScreen):
             if first is not None:
                 self.select_channel(str(first.id))
                 return
+        if state == "online" and "state" in kinds:
+            timeline = session.timeline(self.channel_id)
+            if not timeline.loaded:
+                # Opened while the server was unreachable: load it now that it answers.
+                App.get_running_app().spawn(
+                    session.select_channel(self.channel_id), "load the channel"
+                )
         self._draw_me(session)
         self._draw_sidebar(session)
         self._draw_voice(session)

@@ -533,6 +533,10 @@ async def _log_out_and_in_with_sso(app: Any, driver: Any, browser: _Browser, iss
     assert browser.opened[0].startswith(issuer)
     assert app.session.me.username == "erin"
     await driver.wait_until(lambda: main.me_name == "erin", "erin in the user panel")
+    await driver.wait_until(
+        lambda: any("my notes" in row.get("markup", "") for row in main.ids.messages.data),
+        "the history, for erin",
+    )
     await driver.wait_until(lambda: browser.pages, "the browser's last page")
     assert "You can close this tab" in browser.pages[0].text
     await driver.wait_until(lambda: main.banner == "", "the connection to come up")
