@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Rtc};
 
 use crate::demux::Demux;
@@ -43,6 +43,20 @@ pub const MAX_ID_LEN: usize = 64;
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Samples per 20 ms Opus frame at 48 kHz: the timestamp step assumed across a sender restart.
 const FRAME_SAMPLES: u32 = 960;
+
+/// The RTP header extensions the SFU negotiates: the audio level (speaking detection, copied to
+/// receivers) and the MID (receivers map tracks by it), at the ids browsers use.
+///
+/// Not transport-wide sequence numbers (TWCC): the SFU runs no bandwidth estimation for a
+/// fixed-bitrate audio stream, and with TWCC every session keeps a register of its last 1,000
+/// sent packets and parses a feedback report from the receiver every 100 ms, while sending one
+/// of its own for what it receives. Nor absolute send time or the video-only extensions.
+fn extension_map() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    map.set(1, Extension::AudioLevel);
+    map.set(4, Extension::RtpMid);
+    map
+}
 
 /// Checks a room or participant id: 1 to 64 of `A-Z a-z 0-9 _ . -`, so it can be used as an
 /// SDP msid token unchanged.
@@ -348,6 +362,7 @@ impl SfuCore {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
+            .set_extension_map(extension_map())
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);

@@ -249,6 +249,26 @@ fn two_peers_hear_each_other_and_never_themselves() {
 }
 
 #[test]
+fn answers_carry_the_audio_level_and_mid_extensions_only() {
+    let mut net = Net::new(config());
+    net.sfu.create_room("r", None).unwrap();
+    let answer = net.sfu.join(net.now, "r", "a", &offer_sdp()).unwrap();
+    let extmaps: Vec<_> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=extmap:"))
+        .collect();
+    assert!(
+        extmaps.iter().any(|l| l.ends_with("ssrc-audio-level")),
+        "{extmaps:?}"
+    );
+    assert!(
+        extmaps.iter().any(|l| l.ends_with("sdes:mid")),
+        "{extmaps:?}"
+    );
+    assert_eq!(extmaps.len(), 2, "{extmaps:?}");
+}
+
+#[test]
 fn three_peers_get_one_track_per_sender() {
     let mut net = Net::new(config());
     net.sfu.create_room("r", None).unwrap();
