@@ -35,13 +35,16 @@ pub(crate) struct MediaSocket {
 }
 
 impl MediaSocket {
-    /// Binds `addr` with [`SOCKET_BUFFER`]-sized buffers where the kernel allows.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Self> {
+    /// Binds `addr`, with receive and send buffers of `buffer` bytes where the kernel allows
+    /// (its defaults for `None`).
+    pub(crate) fn bind(addr: SocketAddr, buffer: Option<usize>) -> io::Result<Self> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        // Refused sizes are not fatal: the kernel's defaults still work, only less
-        // forgivingly; buffer_sizes() says what we got.
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        if let Some(size) = buffer {
+            // Refused sizes are not fatal: the kernel's defaults still work, only less
+            // forgivingly; buffer_sizes() says what we got.
+            let _ = socket.set_recv_buffer_size(size);
+            let _ = socket.set_send_buffer_size(size);
+        }
         socket.bind(&addr.into())?;
         let buffer_sizes = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
         Ok(Self {
@@ -406,7 +409,7 @@ mod tests {
 
     fn roundtrip(ip: IpAddr) {
         let any = SocketAddr::new(ip, 0);
-        let socket = MediaSocket::bind(any).unwrap();
+        let socket = MediaSocket::bind(any, Some(SOCKET_BUFFER)).unwrap();
         let (recv_buffer, send_buffer) = socket.buffer_sizes();
         assert!(recv_buffer > 0 && send_buffer > 0);
         let local = socket.local_addr().unwrap();
@@ -457,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_bad_destination_does_not_stop_the_others() {
-        let socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = MediaSocket::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let local = socket.local_addr().unwrap();
         let mut io = BatchIo::new(socket);
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();

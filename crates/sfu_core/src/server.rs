@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::SfuCore;
 use crate::event::{ParticipantStats, SfuEvent};
-use crate::media_socket::{BatchIo, MediaSocket};
+use crate::media_socket::{BatchIo, MediaSocket, SOCKET_BUFFER};
 use crate::peer::{PeerSession, PeerStats, ReceivedPacket};
 use crate::{Result, SfuConfig, SfuError};
 
@@ -100,23 +100,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<E: Endpoint> Handle<E> {
-    /// Binds `bind` and starts the thread. `after` runs after every loop turn on the media
-    /// thread (to move events out).
+    /// Binds `bind` (asking the kernel for `buffer` bytes of socket buffers, if given) and
+    /// starts the thread. `after` runs after every loop turn on the media thread (to move
+    /// events out).
     fn start(
         name: &str,
         bind: SocketAddr,
+        buffer: Option<usize>,
         make: impl FnOnce(SocketAddr) -> E,
         mut after: impl FnMut(&mut E) + Send + 'static,
     ) -> Result<Self> {
-        let socket = MediaSocket::bind(bind)?;
+        let socket = MediaSocket::bind(bind, buffer)?;
         let local = socket.local_addr()?;
         let buffer_sizes = socket.buffer_sizes();
-        tracing::info!(
-            "{name} on {local}: socket buffers {} B receive, {} B send (asked {} B)",
-            buffer_sizes.0,
-            buffer_sizes.1,
-            crate::media_socket::SOCKET_BUFFER
-        );
+        if let Some(asked) = buffer {
+            tracing::info!(
+                "{name} on {local}: socket buffers {} B receive, {} B send (asked {asked} B)",
+                buffer_sizes.0,
+                buffer_sizes.1,
+            );
+        }
         let wake_target = SocketAddr::new(reachable(local.ip()), local.port());
         let waker = UdpSocket::bind(SocketAddr::new(wake_target.ip(), 0))?;
         waker.connect(wake_target)?;
@@ -308,6 +311,7 @@ impl Sfu {
             shards.push(Handle::start(
                 &format!("voicechat-sfu-{i}"),
                 bind,
+                Some(SOCKET_BUFFER),
                 |local| SfuCore::new(shard_config, local.port()),
                 move |core: &mut SfuCore| drain_events(core, &events_tx, &dropped),
             )?);
@@ -591,6 +595,9 @@ impl Peer {
         let handle = Handle::start(
             "voicechat-peer",
             SocketAddr::new(config.bind_ip, 0),
+            // A client wants fresh audio: what it cannot read in time is better dropped by
+            // the kernel than played late from a deep queue.
+            None,
             move |local| PeerSession::new(Instant::now(), local, loss, seed),
             move |session: &mut PeerSession| {
                 while let Some(packet) = session.poll_received() {
