@@ -41,6 +41,9 @@ type Key = u64;
 pub const MAX_ID_LEN: usize = 64;
 /// Interval of str0m's stats events (loss, jitter, RTT).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Most times a renegotiation's new mids are drawn before a repeat is given up on (each draw
+/// repeats with a probability of a few per cent at most).
+const MID_DRAWS: u32 = 20;
 /// Samples per 20 ms Opus frame at 48 kHz: the timestamp step assumed across a sender restart.
 const FRAME_SAMPLES: u32 = 960;
 
@@ -74,6 +77,13 @@ pub fn check_id(what: &'static str, id: &str) -> Result<()> {
             id: id.chars().take(80).collect(),
         })
     }
+}
+
+/// Whether two of the tracks added in one change got the same mid.
+fn has_repeated_mid(added: &[(Key, Mid)]) -> bool {
+    let mut mids: Vec<Mid> = added.iter().map(|(_, mid)| *mid).collect();
+    mids.sort_unstable();
+    mids.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// The offer with every m-line narrowed to "the SFU only receives here".
@@ -993,22 +1003,35 @@ impl SfuCore {
         p.queued_adds.clear();
         let removes = std::mem::take(&mut p.queued_removes);
         let outcome = fenced(|| {
-            let mut api = p.rtc.sdp_api();
-            let mut added = Vec::new();
-            for (sender, id) in &senders {
-                let mid = api.add_media(
-                    MediaKind::Audio,
-                    Direction::SendOnly,
-                    Some(id.clone()),
-                    Some(id.clone()),
-                    None,
-                );
-                added.push((*sender, mid));
+            // str0m 0.24 draws a new m-line's mid (3 random characters) checking it against the
+            // session's m-lines only, not against those added earlier in the same change, so a
+            // batch of n new tracks repeats a mid with a probability growing as n² (a few per
+            // cent for a 49-track batch). The client then rejects the offer ("Changed order for
+            // m-line"). A batch with a repeat is dropped unapplied (nothing of it reaches the
+            // session) and drawn again.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let mut api = p.rtc.sdp_api();
+                let mut added = Vec::with_capacity(senders.len());
+                for (sender, id) in &senders {
+                    let mid = api.add_media(
+                        MediaKind::Audio,
+                        Direction::SendOnly,
+                        Some(id.clone()),
+                        Some(id.clone()),
+                        None,
+                    );
+                    added.push((*sender, mid));
+                }
+                if has_repeated_mid(&added) && attempts < MID_DRAWS {
+                    continue;
+                }
+                for mid in &removes {
+                    api.stop_media(*mid);
+                }
+                break (added, api.apply());
             }
-            for mid in removes {
-                api.stop_media(mid);
-            }
-            (added, api.apply())
         });
         match outcome {
             Ok((added, applied)) => {

@@ -269,6 +269,48 @@ fn answers_carry_the_audio_level_and_mid_extensions_only() {
 }
 
 #[test]
+fn a_full_room_of_fifty_gets_every_track_with_distinct_mids() {
+    let mut net = Net::new(config());
+    net.sfu.create_room("r", None).unwrap();
+    for i in 0..50 {
+        net.join("r", &format!("p{i}")).unwrap();
+    }
+    net.connect();
+    for event in &net.events {
+        if let SfuEvent::Offer { sdp, .. } = event {
+            let mut mids: Vec<_> = sdp.lines().filter(|l| l.starts_with("a=mid:")).collect();
+            let count = mids.len();
+            mids.sort_unstable();
+            mids.dedup();
+            assert_eq!(mids.len(), count, "an offer repeats a mid");
+        }
+    }
+    assert!(net
+        .sfu
+        .participants
+        .values()
+        .all(|p| p.out_tracks.len() == 49));
+    net.talk(49, 2, 20);
+    assert!((0..49).all(|i| net.heard_by(i).get(&Some("p49".into())) == Some(&2)));
+}
+
+#[test]
+fn repeated_mids_are_detected() {
+    let mid = |s: &str| Mid::from(s);
+    assert!(!has_repeated_mid(&[
+        (1, mid("a")),
+        (2, mid("b")),
+        (3, mid("c"))
+    ]));
+    assert!(has_repeated_mid(&[
+        (1, mid("a")),
+        (2, mid("b")),
+        (3, mid("a"))
+    ]));
+    assert!(!has_repeated_mid(&[]));
+}
+
+#[test]
 fn three_peers_get_one_track_per_sender() {
     let mut net = Net::new(config());
     net.sfu.create_room("r", None).unwrap();
