@@ -12,7 +12,11 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # espeak-ng: speech for the DSP tests; cmake: builds the vendored libopus; libopus0: only for
 # the opuslib reference in benches/ (voicechat itself links libopus statically).
 # chromium: headless browser interop with the SFU (tests/voice/test_chromium.py).
-APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0 chromium)
+# libportaudio2: sounddevice's PortAudio; pulseaudio, pulseaudio-utils: a private PulseAudio
+# daemon with null sinks as sound cards for the client audio tests (tests/pulse.py).
+# xvfb, xauth, libgl1-mesa-dri, libmtdev1, xclip: the Kivy client's window under a virtual X
+# display with software OpenGL, and its clipboard (tests/gui).
+APT_PACKAGES=(ca-certificates procps espeak-ng cmake libopus0 chromium libportaudio2 pulseaudio pulseaudio-utils xvfb xauth libgl1-mesa-dri libmtdev1 xclip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,7 +42,7 @@ PY="$ROOT/.venv/bin"
 log "cargo fmt --check";     cargo fmt --all --check
 log "cargo clippy";          cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test";            cargo test --workspace --locked
-log "ruff";                  "$PY/ruff" check python tests benches examples && "$PY/ruff" format --check python tests benches examples
+log "ruff";                  "$PY/ruff" check python tests benches examples kivy_client && "$PY/ruff" format --check python tests benches examples kivy_client
 log "mypy";                  "$PY/mypy"
 log "stubtest _native.pyi";  "$PY/python" -m mypy.stubtest voicechat._native
 log "pytest";                "$PY/pytest" "$@"

@@ -58,6 +58,7 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("VOICECHAT_PORT", "abc"),
         ("VOICECHAT_PORT", "70000"),
         ("VOICECHAT_MEDIA_PORT", "-1"),
+        ("VOICECHAT_MEDIA_WORKERS", "0"),
         ("VOICECHAT_VOICE_BITRATE", "8000"),
         ("VOICECHAT_VOICE_FRAME_MS", "15"),
         ("VOICECHAT_ENV", "staging"),
@@ -81,6 +82,16 @@ def test_a_wrong_value_names_its_variable(
     message = str(caught.value)
     assert message.startswith(f"{variable}:")
     assert "\n" not in message
+
+
+def test_media_threads_must_fit_below_the_last_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICECHAT_MEDIA_PORT", "65535")
+    monkeypatch.setenv("VOICECHAT_MEDIA_WORKERS", "2")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("VOICECHAT_MEDIA_WORKERS: ports VOICECHAT_MEDIA_PORT")
+    monkeypatch.setenv("VOICECHAT_MEDIA_PORT", "65534")
+    assert load_settings().media_workers == 2
 
 
 def test_secrets_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:

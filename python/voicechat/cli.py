@@ -1,4 +1,4 @@
-"""The `voicechat` command: `serve`, `migrate`, `version`, and room for more.
+"""The `voicechat` command: `serve`, `voice`, `migrate`, `version`, and room for more.
 
 Every subcommand that needs configuration goes through :func:`_load` so that a wrong value
 ends the process with one line naming the variable and exit status 2.
@@ -60,6 +60,33 @@ def _core_options(func: F) -> F:
         click.option("--media-port", help="SFU UDP port [VOICECHAT_MEDIA_PORT, 10000]."),
         click.option("--public-ip", help="Address in ICE candidates [VOICECHAT_PUBLIC_IP]."),
     ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _voice_options(func: F) -> F:
+    """The settings a voice node uses, as flags; each overrides its `VOICECHAT_*` variable."""
+    options = [
+        click.option("--valkey-url", help="Valkey URL shared with the API [VOICECHAT_VALKEY_URL]."),
+        click.option("--media-port", help="SFU UDP port [VOICECHAT_MEDIA_PORT, 10000]."),
+        click.option(
+            "--media-bind-ip", help="Address the UDP socket binds [VOICECHAT_MEDIA_BIND_IP]."
+        ),
+        click.option("--public-ip", help="Address in ICE candidates [VOICECHAT_PUBLIC_IP]."),
+        click.option(
+            "--media-workers",
+            help="Media threads, on ports media-port + i [VOICECHAT_MEDIA_WORKERS, 1].",
+        ),
+        click.option(
+            "--voice-node-capacity",
+            help="Participants this node takes [VOICECHAT_VOICE_NODE_CAPACITY, 500].",
+        ),
+    ]
+    func = click.option(
+        "--voice-alive-file",
+        help="File touched after each heartbeat [VOICECHAT_VOICE_ALIVE_FILE].",
+    )(func)
     for option in reversed(options):
         func = option(func)
     return func
@@ -185,6 +212,74 @@ def serve(**flags: Any) -> None:
         click.echo(f"voicechat: stopped ({why})", err=True)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@cli.command()
+@_voice_options
+def voice(**flags: Any) -> None:
+    """Run a voice node: the SFU in its own process, driven by the API over Valkey.
+
+    Needs the Valkey the API instances use (they run with VOICECHAT_VOICE_MODE=remote). Leaves
+    every room and deregisters on Ctrl-C or SIGTERM.
+    """
+    settings = _load(**flags)
+    if settings.valkey_url is None:
+        _fail(
+            "VOICECHAT_VALKEY_URL is required for a voice node (it meets the API there)",
+            EXIT_CONFIG,
+        )
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_run_voice_node(settings))
+    except ShutdownRequested as why:
+        click.echo(f"voicechat: stopped ({why})", err=True)
+
+
+async def _run_voice_node(settings: Settings) -> None:
+    from redis.exceptions import RedisError
+
+    from voicechat._native import SfuError
+    from voicechat.cache import create_cache
+    from voicechat.voice import sfu_config
+    from voicechat.voice.node import VoiceNode
+
+    assert settings.valkey_url is not None
+    cache = create_cache(settings.valkey_url.get_secret_value(), max_connections=8)
+    try:
+        try:
+            node = VoiceNode(
+                cache,
+                sfu_config(settings),
+                capacity=settings.voice_node_capacity,
+                alive_file=settings.voice_alive_file,
+            )
+            await node.start()
+        except (RedisError, OSError) as exc:
+            # The class says enough; the message could echo the URL and its password.
+            _fail(f"cannot reach Valkey: {type(exc).__name__}")
+        except SfuError as exc:
+            _fail(
+                f"cannot start the SFU on udp {settings.media_bind_ip}:{settings.media_port}: {exc}"
+            )
+        host, port = node.address
+        click.echo(f"voicechat {__version__} voice node {node.node_id}")
+        click.echo("  valkey    external (VOICECHAT_VALKEY_URL)")
+        assert node.sfu is not None
+        ports = node.sfu.ports
+        click.echo(f"  media     udp {_url_host(host)}:{ports} (capacity {node.capacity})")
+        log.info("voice node %s: serving udp %s:%d", node.node_id, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await node.run(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        click.echo("voicechat: voice node stopped", err=True)
+    finally:
+        await cache.aclose()
 
 
 def _url_host(host: str) -> str:

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         25 * 1024 * 1024, ge=1, le=5 * 1024**3, description="Largest upload; 413 above it."
     )
+    upload_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 365,
+        description="Hours an upload may stay unattached (and a replaced avatar stay) before "
+        "it is deleted.",
+    )
     s3_endpoint_url: str | None = Field(
         None, pattern=r"^https?://", description="S3-compatible endpoint; unset: AWS."
     )
@@ -122,6 +129,13 @@ class Settings(BaseSettings):
         10000, ge=0, le=65535, description="UDP port of the SFU (0: any free port)."
     )
     media_bind_ip: str = Field("127.0.0.1", description="Address the SFU's UDP socket binds.")
+    media_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="SFU media threads; thread i listens on VOICECHAT_MEDIA_PORT + i and each "
+        "voice channel lives on one of them.",
+    )
     voice_bitrate: int = Field(64000, ge=24000, le=96000, description="Opus bitrate, bit/s.")
     voice_frame_ms: Literal[10, 20, 40, 60] = Field(20, description="Opus frame length.")
     voice_user_limit: int = Field(
@@ -129,6 +143,26 @@ class Settings(BaseSettings):
     )
     public_ip: IPv4Address | IPv6Address = Field(
         IPv4Address("127.0.0.1"), description="Address put in ICE candidates."
+    )
+    voice_mode: Literal["embedded", "remote"] = Field(
+        "embedded",
+        description=(
+            "embedded: the SFU runs inside `voicechat serve`; remote: the API drives "
+            "`voicechat voice` nodes over Valkey (docs/voice.md)."
+        ),
+    )
+    voice_node_capacity: int = Field(
+        500, ge=1, le=100_000, description="Participants a `voicechat voice` node takes."
+    )
+    voice_alive_file: Path | None = Field(
+        None,
+        description=(
+            "`voicechat voice` touches this file after every heartbeat that reached Valkey "
+            "(for a container health check)."
+        ),
+    )
+    voice_request_timeout: float = Field(
+        5.0, ge=0.5, le=60.0, description="Seconds the API waits for a voice node's reply."
     )
     master_key: SecretStr | None = Field(
         None,
@@ -291,6 +325,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
+        if self.media_port != 0 and self.media_port + self.media_workers - 1 > 65535:
+            raise ValueError(
+                "VOICECHAT_MEDIA_WORKERS: ports VOICECHAT_MEDIA_PORT to "
+                "VOICECHAT_MEDIA_PORT + workers - 1 must stay below 65536"
+            )
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("VOICECHAT_DB_POOL_MIN must not exceed VOICECHAT_DB_POOL_MAX")
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.utils.dirs import service_dir
+from tests.utils.net import free_port
 from voicechat.api import create_app
 from voicechat.embedded import EmbeddedValkey
 from voicechat.settings import Settings
@@ -20,6 +21,38 @@ async def test_health_is_ok_with_every_component(client: httpx.AsyncClient) -> N
     assert body["status"] == "ok"
     assert set(body["components"]) == {"postgres", "valkey", "storage", "native", "sfu"}
     assert all(c["status"] == "ok" for c in body["components"].values())
+
+
+async def test_health_names_the_ports_of_every_media_thread(
+    settings_factory: Callable[..., Settings], database_url: str, clean_valkey: str
+) -> None:
+    first = free_port()
+    app = create_app(
+        settings_factory(
+            database_url=database_url,
+            valkey_url=clean_valkey,
+            media_port=first,
+            media_workers=1,
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            single = (await client.get("/health")).json()["components"]["sfu"]
+    assert single["detail"] == f"SFU in this process, udp 127.0.0.1:{first}"
+    app = create_app(
+        settings_factory(
+            database_url=database_url, valkey_url=clean_valkey, media_port=0, media_workers=3
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            three = (await client.get("/health")).json()["components"]["sfu"]
+    assert three["status"] == "ok"
+    ports = three["detail"].removeprefix("SFU in this process, udp 127.0.0.1:").split(",")
+    assert len(set(ports)) == 3
+    assert all(1024 <= int(port) <= 65535 for port in ports)
 
 
 async def test_health_reports_a_stopped_valkey(
@@ -36,6 +69,7 @@ async def test_health_reports_a_stopped_valkey(
                 assert (await client.get("/health")).json()["status"] == "ok"
                 valkey.stop()
                 response = await client.get("/health")
+                ready = await client.get("/health/ready")
                 metrics = (await client.get("/metrics")).text
     finally:
         valkey.stop()
@@ -46,6 +80,41 @@ async def test_health_reports_a_stopped_valkey(
     assert body["components"]["valkey"]["status"] == "down"
     assert body["components"]["postgres"]["status"] == "ok"
     assert 'voicechat_component_up{component="valkey"} 0.0' in metrics
+    # Every request needs Valkey: a load balancer must stop routing here.
+    assert ready.status_code == 503
+    assert ready.json()["components"]["valkey"]["status"] == "down"
+
+
+async def test_an_instance_without_storage_or_voice_is_degraded_but_ready(
+    settings_factory: Callable[..., Settings], database_url: str, clean_valkey: str
+) -> None:
+    # Nothing listens on the S3 endpoint and no voice node runs: files and voice are out,
+    # chat still works, so the instance stays in the load balancer's rotation.
+    settings = settings_factory(
+        database_url=database_url,
+        valkey_url=clean_valkey,
+        storage_url="s3://bucket/uploads",
+        s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
+        s3_access_key_id="key",
+        s3_secret_access_key="not-a-real-secret",
+        voice_mode="remote",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            health = await client.get("/health")
+            ready = await client.get("/health/ready")
+    assert health.status_code == 503
+    components = health.json()["components"]
+    assert components["storage"]["status"] == "down"
+    assert components["voice"] == {
+        "status": "down",
+        "latency_ms": None,
+        "detail": "no voice node is running",
+    }
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
 
 
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:

@@ -393,7 +393,7 @@ async def test_an_id_token_with_another_nonce_is_refused(
     """The provider is asked (by someone tampering with the authorization URL) to put another
     nonce into the ID token; state and PKCE are this login's, so only the nonce check stops it."""
     idp.put_user("mallory-0007", {"preferred_username": "mallory"})
-    url = await _start(api, "corp")
+    url = await _start(api, "corp", redirect_uri=None)
     parts = urlsplit(url)
     params = {k: v[0] for k, v in parse_qs(parts.query).items()}
     params["nonce"] = "nonce-of-another-login"
@@ -408,7 +408,7 @@ async def test_an_id_token_with_another_nonce_is_refused(
 
 
 async def test_a_denied_login_is_refused(api: httpx.AsyncClient) -> None:
-    url = await _start(api, "corp")
+    url = await _start(api, "corp", redirect_uri=None)
     async with httpx.AsyncClient(timeout=10) as browser:
         denied = await browser.post(url, data={"action": "deny"})
     assert denied.status_code == 302
@@ -421,6 +421,30 @@ async def test_a_denied_login_is_refused(api: httpx.AsyncClient) -> None:
     with_state = location + "&" + urlencode({"state": state})
     _assert_error(await _callback(api, with_state), 401, "sso_denied")
     _assert_error(await _callback(api, with_state), 400, "invalid_state")  # and is over
+
+
+async def test_a_client_waiting_on_its_redirect_uri_hears_of_a_failure(
+    api: httpx.AsyncClient, idp: MockProvider
+) -> None:
+    # A desktop client listens on loopback for the redirect: a refusal must reach it there
+    # (OAuth's error-response shape) rather than leave it waiting behind an error page.
+    idp.put_user("mallory-0009", {"preferred_username": "mallory"})
+    url = await _start(api, "corp", redirect_uri=ALLOWED)
+    parts = urlsplit(url)
+    params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    params["nonce"] = "nonce-of-another-login"
+    tampered = urlunsplit(parts._replace(query=urlencode(params)))
+
+    response = await _callback(api, await _log_in_at_provider(tampered, "mallory-0009"))
+
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == ALLOWED
+    query = parse_qs(location.query)
+    assert query["error"] == ["invalid_nonce"]
+    assert "login_code" not in query
+    assert query["error_description"][0]
+    assert response.headers["cache-control"] == "no-store"
 
 
 async def test_a_login_code_works_once(api: httpx.AsyncClient, idp: MockProvider) -> None:

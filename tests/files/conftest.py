@@ -1,7 +1,7 @@
 """File fixtures: a real S3-speaking server (moto in server mode) on loopback, users, channels.
 
-`storage` picks where the app keeps objects; modules that run against both backends override
-it with `params=["local", "s3"]`.
+`storage` picks where the app keeps objects; modules that run against both backends set
+`pytestmark = EACH_BACKEND`.
 """
 
 from __future__ import annotations
@@ -140,9 +140,16 @@ def s3_storage(server: S3Server) -> StorageUnderTest:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> StorageUnderTest:
-    """The local directory backend (the default)."""
-    return local_storage(tmp_path / "objects")
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StorageUnderTest:
+    """The local directory backend, unless a module asks for others with `EACH_BACKEND`."""
+    if getattr(request, "param", "local") == "local":
+        return local_storage(tmp_path / "objects")
+    server: S3Server = request.getfixturevalue("s3_server")
+    return s3_storage(server)
+
+
+#: `pytestmark = EACH_BACKEND` runs a module's tests against the local directory and S3.
+EACH_BACKEND = pytest.mark.parametrize("storage", ["local", "s3"], indirect=True)
 
 
 @pytest.fixture

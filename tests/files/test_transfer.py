@@ -8,33 +8,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from tests.files.conftest import (
+    EACH_BACKEND,
     PNG,
     UPLOAD_LIMIT,
-    S3Server,
     StorageUnderTest,
-    local_storage,
     object_key,
-    s3_storage,
     upload,
 )
 from tests.utils.auth import ApiUser
 from voicechat.storage.sealed import MAGIC, sealed_size
 
-
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StorageUnderTest:
-    if request.param == "local":
-        return local_storage(tmp_path / "objects")
-    server: S3Server = request.getfixturevalue("s3_server")
-    return s3_storage(server)
+pytestmark = EACH_BACKEND
 
 
 def _assert_sealed(storage: StorageUnderTest, file_id: str, plaintext: bytes) -> None:

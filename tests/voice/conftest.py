@@ -96,3 +96,12 @@ def dominant_frequency(samples: NDArray[np.int16]) -> tuple[float, float]:
     peak = int(np.argmax(power))
     band = power[max(peak - 3, 0) : peak + 4].sum()
     return float(freqs[peak]), float(band / power.sum())
+
+
+def share_at(samples: NDArray[np.int16], freq: float) -> float:
+    """The share of the spectrum's power of 48 kHz mono audio within a few bins of `freq`."""
+    x = samples.astype(np.float64) * np.hanning(len(samples))
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / 48_000)
+    i = int(np.argmin(np.abs(freqs - freq)))
+    return float(power[max(i - 3, 0) : i + 4].sum() / power.sum())

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from voicechat.sdk import Client, GatewayEvent
+from voicechat.sdk.app import readable_error
 from voicechat.sdk.gateway import GatewayError
 from voicechat.voice import Peer
 
@@ -90,6 +91,11 @@ async def test_two_users_talk_through_the_gateway(voice_clients: list[VoiceClien
     first = await alice.join(cid)
     assert first["participants"] == []
     assert first["audio"] == {"bitrate": 64000, "frame_ms": 20}
+    # Someone who is not in the call sees who is (what a client loads on connect).
+    states = await admin.chat.voice_states()
+    assert [(s.channel_id, s.user_id, s.muted) for s in states] == [
+        (channel.id, alice.chat.user.id if alice.chat.user else None, False)
+    ]
     second = await bob.join(cid)
     assert second["participants"] == [
         {"user_id": str(alice.chat.user.id if alice.chat.user else ""), "muted": False}
@@ -151,3 +157,5 @@ async def test_a_full_channel_refuses_the_next_user(voice_clients: list[VoiceCli
     with pytest.raises(GatewayError) as full:
         await bob.chat.gateway.request("voice.join", {"channel_id": str(channel.id)})
     assert "full" in full.value.message
+    assert full.value.reason == "voice_channel_full"
+    assert readable_error(full.value) == "That voice channel is full."

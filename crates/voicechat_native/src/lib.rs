@@ -5,7 +5,8 @@
 //!
 //! - `voicechat._native`: `__version__` and the exception classes ([`errors`]);
 //! - `voicechat._native.dsp`: audio processing ([`dsp`]);
-//! - `voicechat._native.sfu`: the SFU media plane ([`sfu`]).
+//! - `voicechat._native.sfu`: the SFU media plane ([`sfu`]) and the client's voice engine
+//!   over its peer ([`link`]).
 //!
 //! Rules every function here follows: errors from the crates go through
 //! [`errors::dsp_error`] / [`errors::sfu_error`]; work longer than a few microseconds runs in
@@ -18,6 +19,7 @@ use pyo3::types::PyDict;
 
 mod dsp;
 mod errors;
+mod link;
 mod sfu;
 
 /// Name of the top-level module as Python imports it; classes and submodules live under it.

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
@@ -567,7 +568,14 @@ impl PyParticipantStats {
 ///     ValueError: send_loss outside 0 to 1, or bind_ip not an address.
 #[pyclass(module = "voicechat._native.sfu", name = "Peer", frozen)]
 pub(crate) struct PyPeer {
-    inner: Peer,
+    inner: Arc<Peer>,
+}
+
+impl PyPeer {
+    /// The native peer, shared with a `VoiceLink` that sends and receives through it.
+    pub(crate) fn shared(&self) -> Arc<Peer> {
+        Arc::clone(&self.inner)
+    }
 }
 
 #[pymethods]
@@ -591,7 +599,9 @@ impl PyPeer {
         let inner = py
             .detach(|| Peer::start(&config))
             .map_err(|err| sfu_error(py, err))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// (host, port) of the peer's socket.
@@ -740,5 +750,6 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyParticipantStats>()?;
     module.add_class::<PyPeer>()?;
     module.add_class::<PyReceivedPacket>()?;
+    crate::link::register(module)?;
     Ok(())
 }

@@ -10,7 +10,19 @@ Errors derive from `voicechat._native.SfuError`.
 from types import TracebackType
 from typing import Literal, final
 
-__all__ = ["ParticipantStats", "Peer", "ReceivedPacket", "Sfu", "SfuConfig", "SfuEvent"]
+import numpy as np
+from numpy.typing import NDArray
+from typing_extensions import Buffer
+
+__all__ = [
+    "ParticipantStats",
+    "Peer",
+    "ReceivedPacket",
+    "Sfu",
+    "SfuConfig",
+    "SfuEvent",
+    "VoiceLink",
+]
 
 @final
 class SfuConfig:
@@ -353,3 +365,104 @@ class ReceivedPacket:
     @property
     def payload(self) -> bytes:
         """The Opus payload."""
+
+@final
+class VoiceLink:
+    """The client's native voice engine over a client `Peer`: microphone samples in, speaker
+    samples out.
+
+    A native link thread owns the capture pipeline (denoise, level and voice activity, Opus
+    encode), the gating (mute, deafen, push-to-talk, or voice activity over an adaptive noise
+    floor), sending through `peer`, and the per-sender jitter buffers, decoding and mixing with
+    per-user gains; a native receive thread reads `peer`'s packets. Neither takes the GIL. The
+    sound card callbacks call `write_input` / `read_output`, which copy into / out of lock-free
+    rings without allocating.
+
+    Args:
+        peer: The call's peer; the link sends through it and reads every packet it receives (so
+            nothing else may call its `recv`).
+        frame_ms: Opus frame, 10, 20, 40 or 60 ms.
+        bitrate: Opus bitrate, bit/s.
+        denoise: RNNoise on the microphone.
+        push_to_talk: Send while `key_down`, else on voice activity.
+        min_delay: Jitter buffer lower bound, seconds.
+        max_delay: Jitter buffer upper bound, seconds.
+        output_lead: How long before the output would run dry a frame is decoded and mixed.
+        buffer: Seconds of samples each ring holds.
+
+    Raises:
+        DspInputError: A setting out of range.
+        OSError: The threads cannot be started.
+    """
+
+    def __new__(
+        cls,
+        peer: Peer,
+        *,
+        frame_ms: int = 20,
+        bitrate: int = 64000,
+        denoise: bool = True,
+        push_to_talk: bool = False,
+        min_delay: float = 0.02,
+        max_delay: float = 0.2,
+        output_lead: float = 0.006,
+        buffer: float = 1.0,
+    ) -> VoiceLink: ...
+    def write_input(self, samples: NDArray[np.float32] | Buffer) -> None:
+        """Queue microphone samples: mono 48 kHz float32, a C-contiguous array or the raw
+        buffer of a sounddevice raw stream. What does not fit in the ring is dropped (counted
+        in `stats()["input_dropped"]`).
+
+        Raises:
+            ValueError: Not float32 samples.
+        """
+    def read_output(self, out: NDArray[np.float32] | Buffer) -> int:
+        """Fill `out` (writable, as `write_input`) with the next speaker samples, silence where
+        none are ready; return how many were real (fewer: an underrun).
+
+        Raises:
+            ValueError: Not writable float32 samples.
+        """
+    muted: bool
+    """Send nothing."""
+    deafened: bool
+    """Play silence and send nothing."""
+    push_to_talk: bool
+    """Push-to-talk mode (else voice activity)."""
+    key_down: bool
+    """The push-to-talk key is down."""
+    def configure(self, *, frame_ms: int, bitrate: int, denoise: bool) -> None:
+        """Change the codec settings live (a new frame duration rebuilds both pipelines).
+
+        Raises:
+            DspInputError: A setting out of range.
+        """
+    def set_gain(self, user_id: str, gain: float) -> None:
+        """Set how loud `user_id` plays: a linear gain, 0 (silent) to 4.
+
+        Raises:
+            DspInputError: A gain out of range.
+        """
+    @property
+    def frame_samples(self) -> int:
+        """Samples per frame at the current settings."""
+    @property
+    def input_level(self) -> float:
+        """Microphone level of the last frame for a meter, 0 (-60 dBov or less) to 1."""
+    @property
+    def speaking(self) -> bool:
+        """Whether the last frame was speech (voice activity over the noise floor)."""
+    @property
+    def sending(self) -> bool:
+        """Whether the last frame was sent as speaking."""
+    @property
+    def call_ended(self) -> bool:
+        """Whether the peer was found closed (nothing is sent any more)."""
+    def remote_levels(self) -> dict[str, int]:
+        """RFC 6464 level (0 loud .. 127 silent) of each sender's last played frame, refreshed
+        every second."""
+    def stats(self) -> dict[str, float | int | str]:
+        """The last second's `loss`, `jitter`, `jitter_buffer_delay`, `quality`, `senders`, and
+        the counters `underruns`, `input_dropped`, `output_dropped`, `frames_sent`, `errors`."""
+    def close(self) -> None:
+        """Stop both threads (the peer stays open). Idempotent."""

@@ -24,6 +24,7 @@ from voicechat.api.routes import (
     roles,
     sso,
     users,
+    voice,
 )
 from voicechat.settings import Settings
 
@@ -72,5 +73,6 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(roles.router)
     app.include_router(keys.router)
     app.include_router(recipients.router)
+    app.include_router(voice.router)
     app.include_router(gateway.router)
     return app

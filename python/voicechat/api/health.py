@@ -7,18 +7,21 @@ instead of hanging the probe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from voicechat._native import UnknownRoomError
 from voicechat.api import metrics
 from voicechat.api.resources import Resources
+from voicechat.errors import VoicechatError
 
 CHECK_TIMEOUT_SECONDS = 2.0
+
+#: What every request needs. Without storage or voice an instance still serves chat, so a
+#: load balancer must not pull it for those (`GET /health/ready`).
+REQUIRED_TO_SERVE = ("postgres", "valkey", "native")
 
 
 class ComponentHealth(BaseModel):
@@ -36,21 +39,37 @@ class Health(BaseModel):
     version: str
     components: dict[str, ComponentHealth]
 
+    @property
+    def ready(self) -> bool:
+        """Whether this instance can serve requests (what `REQUIRED_TO_SERVE` names is up)."""
+        return all(self.components[name].status == "ok" for name in REQUIRED_TO_SERVE)
+
 
 async def _check(probe: Callable[[], Awaitable[Any]]) -> ComponentHealth:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+        detail = await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return ComponentHealth(status="down", detail=f"no answer within {CHECK_TIMEOUT_SECONDS}s")
+    except VoicechatError as exc:
+        # Our own errors carry a message meant for people ("no voice node is running").
+        return ComponentHealth(status="down", detail=exc.message)
     except Exception as exc:
         # The class name tells an operator enough (ConnectionError, ...); messages may hold DSNs.
         return ComponentHealth(status="down", detail=type(exc).__name__)
-    return ComponentHealth(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+    return ComponentHealth(
+        status="ok",
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        detail=detail if isinstance(detail, str) else None,
+    )
 
 
 async def check_health(resources: Resources) -> Health:
-    """Probe PostgreSQL, Valkey, storage, the native module and the SFU concurrently."""
+    """Probe PostgreSQL, Valkey, storage, the native module and voice concurrently.
+
+    Voice is the `sfu` component when the SFU runs in this process, `voice` (live voice nodes)
+    in remote mode.
+    """
     from voicechat import __version__, _native
 
     async def postgres() -> None:
@@ -68,16 +87,13 @@ async def check_health(resources: Resources) -> Health:
         if _native.__version__ != __version__:
             raise RuntimeError("native module version mismatch")
 
-    async def sfu() -> None:
-        media = resources.voice.sfu
-        if media is None:
-            raise RuntimeError("the SFU is not running")
-        # Answered by the media thread: a stuck or dead thread shows as a timeout or an error.
-        with contextlib.suppress(UnknownRoomError):
-            await media.participants("health-probe")
+    async def voice() -> str | None:
+        # In process: answered by the media thread, so a stuck or dead one shows as a timeout
+        # or an error. Remote: the voice nodes whose heartbeat is alive.
+        return await resources.voice.plane.probe()
 
-    names = ("postgres", "valkey", "storage", "native", "sfu")
-    probes = (postgres, valkey, storage, native, sfu)
+    names = ("postgres", "valkey", "storage", "native", resources.voice.plane.component)
+    probes = (postgres, valkey, storage, native, voice)
     results = await asyncio.gather(*(_check(p) for p in probes))
     components = dict(zip(names, results, strict=True))
     for name, component in components.items():

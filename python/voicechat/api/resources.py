@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from uuid import uuid4
 
 from voicechat.auth.service import AuthService
@@ -22,6 +23,7 @@ from voicechat.gateway.voice import VoiceService
 from voicechat.keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 from voicechat.storage import FileStorage, open_storage
+from voicechat.storage.sweeper import UploadSweeper
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Resources:
     storage: FileStorage
     gateway: Gateway
     voice: VoiceService
+    sweeper: UploadSweeper
     sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
@@ -75,9 +78,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 db=pool, cache=cache, auth=auth, events=events, instance_id=instance_id
             )
             await gateway.start()
+            sweeper = UploadSweeper(pool, storage, timedelta(hours=settings.upload_retention_hours))
             voice = VoiceService(settings, pool, cache, gateway)
             await voice.start()
             try:
+                sweeper.start()
                 yield Resources(
                     settings=settings,
                     keys=server_keys,
@@ -88,10 +93,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     storage=storage,
                     gateway=gateway,
                     voice=voice,
+                    sweeper=sweeper,
                     sso=sso,
                     instance_id=instance_id,
                 )
             finally:
+                await sweeper.stop()
                 await voice.stop()
                 await gateway.stop()
                 if sso is not None:

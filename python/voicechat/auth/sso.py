@@ -52,6 +52,7 @@ from voicechat.errors import (
     NotFound,
     ServiceUnavailable,
     Unauthorized,
+    VoicechatError,
 )
 from voicechat.settings import OidcProvider, Settings
 
@@ -527,6 +528,16 @@ class SsoCallbackResult:
     expires_in: int
 
 
+class SsoFailed(Exception):
+    """A login that failed after its start was recognised, for a client that gave a
+    `redirect_uri`: the callback sends the browser there with `error` instead of a page."""
+
+    def __init__(self, error: VoicechatError, redirect_uri: str) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.redirect_uri = redirect_uri
+
+
 class SsoService:
     """Starts and finishes OIDC logins against the configured providers."""
 
@@ -640,6 +651,17 @@ class SsoService:
                 "this SSO login is unknown, expired or already finished; start again",
                 code="invalid_state",
             )
+        try:
+            return await self._finish(stored, code=code, error=error, client=client)
+        except VoicechatError as exc:
+            if stored.get("redirect_uri"):
+                # The client waits on its redirect_uri (a loopback listener): tell it there.
+                raise SsoFailed(exc, stored["redirect_uri"]) from None
+            raise
+
+    async def _finish(
+        self, stored: dict[str, Any], *, code: str | None, error: str | None, client: Client
+    ) -> SsoCallbackResult:
         idp = self.providers[stored["provider"]]
         if error is not None:
             reason = error if _PROVIDER_ERROR.match(error) else "unknown"

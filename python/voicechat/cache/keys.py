@@ -108,3 +108,40 @@ def oidc_login_code(code_hash: str) -> str:
 def instance_voice(instance_id: str) -> str:
     """Set: `<channel id>:<user id>` of each voice participant served by an instance."""
     return f"{PREFIX}instance:{instance_id}:voice"
+
+
+# -- voice nodes (`voicechat voice`) and their control channel (docs/voice.md) ----------------
+
+#: A voice node refreshes its heartbeat key every third of this; once the key has expired
+#: (a SIGKILLed node) API instances treat the node's participants as gone.
+VOICE_NODE_TTL_SECONDS = 6
+#: How long a channel stays pinned to its node without a refresh; the node refreshes the pin of
+#: every room it holds participants in, so only empty rooms lose theirs.
+VOICE_ROOM_PIN_TTL_SECONDS = 30
+#: A request list nobody consumes (its node died) disappears after this.
+VOICE_REQUESTS_TTL_SECONDS = 60
+
+
+def voice_nodes() -> str:
+    """Set: ids of the voice nodes that registered (alive or not; see `voice_node`)."""
+    return f"{PREFIX}voice:nodes"
+
+
+def voice_node(node_id: str) -> str:
+    """String with a TTL: JSON `{id, address, capacity, load}` of a live voice node."""
+    return f"{PREFIX}voice:node:{node_id}"
+
+
+def voice_node_requests(node_id: str) -> str:
+    """List: JSON control requests for one voice node (LPUSH by API instances, BRPOP by it)."""
+    return f"{PREFIX}voice:node:{node_id}:requests"
+
+
+def voice_room_pin(channel_id: UUID | str) -> str:
+    """String with a TTL: the id of the voice node that holds a voice channel's room."""
+    return f"{PREFIX}voice:pin:{channel_id}"
+
+
+def voice_inbox(instance_id: str) -> str:
+    """Pub/sub channel: replies and SFU events from voice nodes for one API instance."""
+    return f"{PREFIX}voice:inbox:{instance_id}"

@@ -1,4 +1,4 @@
-"""Voice signaling over the gateway (SPEC §4 `voice.*`), in front of the in-process SFU.
+"""Voice signaling over the gateway (SPEC §4 `voice.*`), in front of the media plane.
 
 A voice channel is a room of the SFU; a participant is a user (one voice connection per user:
 joining from a second socket moves the call there). Who is in which channel lives in Valkey
@@ -16,9 +16,10 @@ The flow for a client:
 4. `voice.mute` / `voice.unmute` / `voice.leave {channel_id}`.
 
 The channel's members hear `voice.user_joined`, `voice.user_left`, `voice.speaking` and
-`voice.state`. This SFU runs inside the API process: every participant of a channel must reach
-the same instance (one API instance with voice, or sticky routing by channel; the separate
-voice node of the compose deployment is not built yet, docs/voice.md).
+`voice.state`. The media plane is the SFU inside this process (`VOICECHAT_VOICE_MODE=embedded`:
+every participant of a channel must reach the same instance) or `voicechat voice` nodes driven
+over Valkey (`remote`: a channel is pinned to one node, any instance can serve its members;
+docs/voice.md, "Voice nodes and the control channel").
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from voicechat._native import (
     RoomFullError,
     UnknownParticipantError,
 )
-from voicechat._native import sfu as native_sfu
 from voicechat.cache import Cache, keys
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
@@ -46,7 +46,9 @@ from voicechat.gateway.hub import Gateway
 from voicechat.gateway.protocol import ErrorCode, RpcError, notification_frame
 from voicechat.gateway.session import Socket
 from voicechat.settings import Settings
-from voicechat.voice import Sfu
+from voicechat.voice import sfu_config
+from voicechat.voice.plane import LocalMediaPlane, MediaPlane, PlaneEvent, VoiceUnavailable
+from voicechat.voice.remote import RemoteMediaPlane
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class _Participant:
     socket: Socket
     can_speak: bool
     muted: bool
+    #: In the SFU: set when `voice.offer` starts joining it, cleared when it leaves it.
     connected: bool = False
     pending: list[str] = field(default_factory=list)
 
@@ -69,32 +72,27 @@ class _Participant:
 class VoiceService:
     """The `voice.*` methods and events of one API instance."""
 
-    def __init__(self, settings: Settings, db: Pool, cache: Cache, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Pool,
+        cache: Cache,
+        gateway: Gateway,
+        plane: MediaPlane | None = None,
+    ) -> None:
         self._settings = settings
         self._db = db
         self._cache = cache
         self._gateway = gateway
         self._instance = gateway.instance_id
         self._participants: dict[UUID, _Participant] = {}
-        self._rooms: set[UUID] = set()
         self._lock = asyncio.Lock()
-        self._sfu: Sfu | None = None
+        self.plane: MediaPlane = plane or _plane_for(settings, cache, self._instance)
         self._events_task: asyncio.Task[None] | None = None
 
-    @property
-    def sfu(self) -> Sfu | None:
-        """The media plane, once started."""
-        return self._sfu
-
     async def start(self) -> None:
-        """Start the SFU and register the gateway methods."""
-        config = native_sfu.SfuConfig(
-            bind_ip=self._settings.media_bind_ip,
-            media_port=self._settings.media_port,
-            public_ip=str(self._settings.public_ip),
-            max_users_per_room=self._settings.voice_user_limit,
-        )
-        self._sfu = await asyncio.to_thread(Sfu, config)
+        """Start the media plane and register the gateway methods."""
+        await self.plane.start()
         self._events_task = asyncio.create_task(self._pump_events(), name="voice-events")
         for method, handler in {
             "voice.join": self._join,
@@ -108,20 +106,23 @@ class VoiceService:
             self._gateway.register_method(method, handler)
         self._gateway.on_detach.append(self._socket_closed)
         self._gateway.on_instance_dead.append(self._instance_died)
-        host, port = self._sfu.local_addr
-        log.info("voice: SFU listening on udp %s:%d", host, port)
+        log.info("voice: %s", self.plane.describe())
 
     async def stop(self) -> None:
-        """Leave everyone and stop the SFU."""
-        for participant in list(self._participants.values()):
-            with contextlib.suppress(Exception):
-                await self._remove(participant, announce=True)
+        """Leave everyone and stop (or disconnect from) the media plane."""
+        leaving = [
+            self._remove(participant, announce=True)
+            for participant in list(self._participants.values())
+        ]
+        if leaving:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.voice_request_timeout + 1):
+                    await asyncio.gather(*leaving, return_exceptions=True)
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        if self._sfu is not None:
-            await self._sfu.aclose()
+        await self.plane.aclose()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class VoiceService:
         if access.channel.type not in ("voice", "dm"):
             raise BadRequest("that is not a voice channel", code="not_a_voice_channel")
         limit = min(access.channel.user_limit or self._settings.voice_user_limit, 100)
+        await self.plane.check_available()
         async with self._lock:
             present = await self._states(channel_id)
             if str(user_id) not in present and len(present) >= limit:
@@ -157,30 +159,44 @@ class VoiceService:
     async def _offer(self, socket: Socket, params: dict[str, Any]) -> Any:
         participant = self._mine(socket, params)
         sdp = _sdp(params)
-        assert self._sfu is not None
-        room = str(participant.channel_id)
-        if participant.channel_id not in self._rooms:
-            await self._sfu.create_room(room, self._settings.voice_user_limit)
-            self._rooms.add(participant.channel_id)
+        if participant.connected:
+            raise RpcError(
+                ErrorCode.INVALID_REQUEST, "already connected; call voice.join to start again"
+            )
+        # Claimed before the await: a second offer meanwhile is refused, and a socket closing
+        # meanwhile makes the SFU let the participant go.
+        participant.connected = True
         try:
-            answer = await self._sfu.join(room, str(participant.user_id), sdp)
+            answer = await self.plane.join(
+                str(participant.channel_id), str(participant.user_id), sdp
+            )
         except InvalidSdpError as exc:
+            participant.connected = False
             raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
         except RoomFullError:
+            participant.connected = False
             raise Conflict("the channel is full", code="voice_channel_full") from None
+        except BaseException:
+            participant.connected = False
+            raise
+        if self._participants.get(participant.user_id) is not participant:
+            with contextlib.suppress(UnknownParticipantError, VoiceUnavailable):
+                await self.plane.leave(str(participant.user_id))
+            raise RpcError(ErrorCode.INVALID_REQUEST, "the call ended meanwhile; join again")
         if participant.muted:
-            await self._sfu.set_muted(str(participant.user_id), True)
+            await self.plane.set_muted(str(participant.user_id), True)
         await self._record(participant)
         await self._announce("voice.user_joined", participant, {"muted": participant.muted})
         return {"sdp": answer}
 
     async def _answer(self, socket: Socket, params: dict[str, Any]) -> Any:
         participant = self._mine(socket, params)
-        assert self._sfu is not None
         try:
-            await self._sfu.accept_answer(str(participant.user_id), _sdp(params))
+            await self.plane.accept_answer(str(participant.user_id), _sdp(params))
         except InvalidSdpError as exc:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
+        except UnknownParticipantError:
+            raise RpcError(ErrorCode.INVALID_REQUEST, "send voice.offer first") from None
         return {}
 
     async def _ice(self, socket: Socket, params: dict[str, Any]) -> Any:
@@ -200,9 +216,9 @@ class VoiceService:
         if not muted and not participant.can_speak:
             raise RpcError(ErrorCode.FORBIDDEN, "you need the voice_speak permission here")
         participant.muted = muted
-        assert self._sfu is not None
-        with contextlib.suppress(UnknownParticipantError):
-            await self._sfu.set_muted(str(participant.user_id), muted)
+        if participant.connected:
+            with contextlib.suppress(UnknownParticipantError):
+                await self.plane.set_muted(str(participant.user_id), muted)
         await self._record(participant)
         await self._announce("voice.state", participant, {"muted": muted})
         return {"muted": muted}
@@ -226,13 +242,21 @@ class VoiceService:
             raise RpcError(ErrorCode.INVALID_REQUEST, "call voice.join for that channel first")
         return participant
 
+    async def states(self, channel_ids: list[UUID]) -> dict[UUID, dict[str, dict[str, Any]]]:
+        """Who is in each of these voice channels: `{channel: {user_id: {"muted": bool}}}`."""
+        if not channel_ids:
+            return {}
+        pipe = self._cache.pipeline(transaction=False)
+        for channel_id in channel_ids:
+            pipe.hgetall(keys.voice_channel(channel_id))
+        answers = await pipe.execute()
+        return {
+            channel_id: _parse_states(raw)
+            for channel_id, raw in zip(channel_ids, answers, strict=True)
+        }
+
     async def _states(self, channel_id: UUID) -> dict[str, dict[str, Any]]:
-        raw = await self._cache.hgetall(keys.voice_channel(channel_id))
-        states = {}
-        for key, value in raw.items():
-            user = key.decode() if isinstance(key, bytes) else key
-            states[user] = json.loads(value)
-        return {u: {"muted": s.get("muted", False)} for u, s in states.items()}
+        return _parse_states(await self._cache.hgetall(keys.voice_channel(channel_id)))
 
     async def _record(self, participant: _Participant) -> None:
         state = json.dumps({"muted": participant.muted, "instance": self._instance})
@@ -246,9 +270,11 @@ class VoiceService:
     async def _remove(self, participant: _Participant, *, announce: bool) -> None:
         if self._participants.get(participant.user_id) is participant:
             del self._participants[participant.user_id]
-        if self._sfu is not None:
-            with contextlib.suppress(UnknownParticipantError):
-                await self._sfu.leave(str(participant.user_id))
+        if participant.connected:
+            participant.connected = False
+            # Gone already when it left by itself, or when its voice node is gone.
+            with contextlib.suppress(UnknownParticipantError, VoiceUnavailable):
+                await self.plane.leave(str(participant.user_id))
         removed = await self._forget(participant.channel_id, participant.user_id)
         if announce and removed:
             await self._announce("voice.user_left", participant, {})
@@ -298,17 +324,16 @@ class VoiceService:
     # -- SFU events -------------------------------------------------------------------------
 
     async def _pump_events(self) -> None:
-        assert self._sfu is not None
-        async for event in self._sfu.events():
+        async for event in self.plane.events():
             try:
                 await self._on_sfu_event(event)
             except Exception:
                 log.warning("voice: could not handle SFU event %s", event.kind, exc_info=True)
 
-    async def _on_sfu_event(self, event: native_sfu.SfuEvent) -> None:
+    async def _on_sfu_event(self, event: PlaneEvent) -> None:
         user_id = UUID(event.participant_id)
         participant = self._participants.get(user_id)
-        if participant is None:
+        if participant is None or str(participant.channel_id) != event.room_id:
             return
         if event.kind == "offer" and event.sdp is not None:
             participant.socket.push(
@@ -320,7 +345,42 @@ class VoiceService:
             await self._announce("voice.speaking", participant, {"speaking": bool(event.speaking)})
         elif event.kind == "left":
             log.info("voice: %s left %s (%s)", user_id, participant.channel_id, event.reason)
-            await self._remove(participant, announce=True)
+            # The SFU has let it go already.
+            participant.connected = False
+            if event.reason == "moved" and not await self._recorded_here(participant):
+                # The user joined this channel again through another instance, which already
+                # recorded its voice state: only our own bookkeeping goes.
+                del self._participants[user_id]
+                await self._cache.srem(
+                    keys.instance_voice(self._instance), f"{participant.channel_id}:{user_id}"
+                )
+            else:
+                await self._remove(participant, announce=True)
+
+    async def _recorded_here(self, participant: _Participant) -> bool:
+        raw = await self._cache.hget(
+            keys.voice_channel(participant.channel_id), str(participant.user_id)
+        )
+        return raw is not None and json.loads(raw).get("instance") == self._instance
+
+
+def _plane_for(settings: Settings, cache: Cache, instance_id: str) -> MediaPlane:
+    if settings.voice_mode == "remote":
+        return RemoteMediaPlane(
+            cache,
+            instance_id,
+            request_timeout=settings.voice_request_timeout,
+            room_user_limit=settings.voice_user_limit,
+        )
+    return LocalMediaPlane(sfu_config(settings), settings.voice_user_limit)
+
+
+def _parse_states(raw: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+    states = {}
+    for key, value in raw.items():
+        user = key.decode() if isinstance(key, bytes) else key
+        states[user] = {"muted": bool(json.loads(value).get("muted", False))}
+    return states
 
 
 def _caller(socket: Socket) -> UUID:

@@ -20,7 +20,7 @@ from voicechat.sdk.errors import (
     RateLimitedError,
 )
 from voicechat.sdk.gateway import GatewayEvent
-from voicechat.sdk.models import Channel, Message, User
+from voicechat.sdk.models import Channel, Message, User, VoiceState
 
 __all__ = [
     "ApiError",
@@ -36,4 +36,5 @@ __all__ = [
     "Page",
     "RateLimitedError",
     "User",
+    "VoiceState",
 ]

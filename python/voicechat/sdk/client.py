@@ -16,9 +16,17 @@ import httpx
 from voicechat.sdk.crypto import Crypto, CryptoStore, TrustEvent
 from voicechat.sdk.errors import AuthError, MfaRequired, error_from_response
 from voicechat.sdk.gateway import Gateway, GatewayEvent
-from voicechat.sdk.models import Channel, Me, Message, Role, User
+from voicechat.sdk.models import Channel, Me, Message, Role, User, VoiceState
 
 _REFRESHABLE = {"invalid_token"}
+
+
+@dataclass(frozen=True, slots=True)
+class MfaSetup:
+    """A TOTP secret waiting for its first code (show `otpauth_uri` as a QR code)."""
+
+    secret: str
+    otpauth_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,8 @@ class Client:
         self._refresh_lock = asyncio.Lock()
         self._gateway: Gateway | None = None
         self.crypto: Crypto | None = None
+        # Called after every new token pair (login, refresh), so an application can store it.
+        self.on_tokens: Callable[[], None] | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -111,6 +121,8 @@ class Client:
         self.access_token = body["access_token"]
         self.refresh_token = body["refresh_token"]
         self.user = Me.model_validate(body["user"])
+        if self.on_tokens is not None:
+            self.on_tokens()
         return self.user
 
     # -- auth -------------------------------------------------------------------------------
@@ -193,6 +205,30 @@ class Client:
         await self._request("POST", "/auth/logout", json={"refresh_token": self.refresh_token})
         self.access_token = self.refresh_token = None
 
+    async def mfa_setup(self) -> MfaSetup:
+        """Start turning MFA on: a new secret, inactive until :meth:`mfa_enable` confirms it."""
+        answer = await self._request("POST", "/auth/mfa/setup")
+        return MfaSetup(str(answer["secret"]), str(answer["otpauth_uri"]))
+
+    async def mfa_enable(self, code: str) -> list[str]:
+        """Confirm MFA set-up with a code from the authenticator; returns the backup codes
+        (shown once)."""
+        answer = await self._request("POST", "/auth/mfa/verify", json={"code": code})
+        if self.user is not None:
+            self.user = self.user.model_copy(update={"mfa_enabled": True})
+        return [str(c) for c in answer["backup_codes"]]
+
+    async def mfa_disable(self, code: str) -> None:
+        """Turn MFA off (needs a current code or a backup code)."""
+        await self._request("POST", "/auth/mfa/disable", json={"code": code})
+        if self.user is not None:
+            self.user = self.user.model_copy(update={"mfa_enabled": False})
+
+    async def providers(self) -> list[dict[str, str]]:
+        """The SSO providers configured on the server: `[{id, name}]`."""
+        answer = await self._request("GET", "/auth/providers", auth=False)
+        return [{"id": str(p["id"]), "name": str(p["name"])} for p in answer]
+
     async def me(self) -> Me:
         """The logged-in user's profile."""
         self.user = Me.model_validate(await self._request("GET", "/users/@me"))
@@ -206,6 +242,24 @@ class Client:
     async def get_user(self, user_id: UUID | str) -> User:
         """Someone's public profile."""
         return User.model_validate(await self._request("GET", f"/users/{user_id}"))
+
+    async def users(self, *, page_size: int = 500) -> list[User]:
+        """Every member of the server with their presence, by username (all pages)."""
+        users: list[User] = []
+        after = ""
+        while True:
+            answer = await self._request(
+                "GET", "/users", params={"after": after, "limit": page_size}
+            )
+            users.extend(User.model_validate(u) for u in answer)
+            if len(answer) < page_size:
+                return users
+            after = users[-1].username
+
+    async def voice_states(self) -> list[VoiceState]:
+        """Who is in which voice call, in the channels this user can see."""
+        answer = await self._request("GET", "/voice/states")
+        return [VoiceState.model_validate(s) for s in answer]
 
     async def enable_encryption(
         self,
@@ -260,12 +314,18 @@ class Client:
     ) -> Channel:
         """Create a channel (needs manage_channels)."""
         body = {"name": name, "type": type, **options}
+        body = {k: str(v) if isinstance(v, UUID) else v for k, v in body.items()}
         return Channel.model_validate(await self._request("POST", "/channels", json=body))
 
     async def dm(self, *user_ids: UUID | str) -> Channel:
         """The DM with these users (created if needed)."""
         body = {"user_ids": [str(u) for u in user_ids]}
         return Channel.model_validate(await self._request("POST", "/dms", json=body))
+
+    async def members(self, channel_id: UUID | str) -> list[User]:
+        """Members of a private channel or DM (empty for a public channel)."""
+        answer = await self._request("GET", f"/channels/{channel_id}/members")
+        return [User.model_validate(m) for m in answer]
 
     async def roles(self) -> list[Role]:
         """All roles."""

@@ -17,8 +17,9 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -35,6 +36,10 @@ BACKOFF_MAX = 30.0
 # Close codes after which the token must be refreshed before trying again.
 AUTH_CLOSE_CODES = {4001, 4003, 4004}
 
+# What `Gateway.state` can be: before the first connection, authenticated, lost and retrying,
+# closed for good (by `close()` or because the session ended).
+GatewayState = Literal["connecting", "online", "reconnecting", "closed"]
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayEvent:
@@ -45,7 +50,15 @@ class GatewayEvent:
 
 
 class GatewayError(ApiError):
-    """The server answered a gateway request with a JSON-RPC error."""
+    """The server answered a gateway request with a JSON-RPC error.
+
+    `code` is the JSON-RPC error code as text (`"-32602"`); `reason` the server's snake_case
+    code from `error.data.code` when it sent one (`"voice_channel_full"`), as in REST errors.
+    """
+
+    def __init__(self, status: int, code: str, message: str, reason: str | None = None) -> None:
+        super().__init__(status, code, message)
+        self.reason = reason
 
 
 class Gateway:
@@ -63,6 +76,8 @@ class Gateway:
         self._handlers: dict[str, Callable[[GatewayEvent], Coroutine[Any, Any, None]]] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self.session: dict[str, Any] = {}
+        self.state: GatewayState = "connecting"
+        self._state_listeners: list[Callable[[GatewayState], None]] = []
 
     @property
     def url(self) -> str:
@@ -70,6 +85,25 @@ class Gateway:
         base = self._client.base_url
         scheme, rest = base.split("://", 1)
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+
+    def on_state(self, listener: Callable[[GatewayState], None]) -> Callable[[], None]:
+        """Call `listener(state)` on every change of :attr:`state`; returns an unsubscribe.
+
+        Listeners run synchronously in the gateway task: keep them short. Events keep their
+        order in `events()`: a `gateway.reconnected` event follows the switch to `online`.
+        """
+        self._state_listeners.append(listener)
+        return lambda: self._state_listeners.remove(listener)
+
+    def _set_state(self, state: GatewayState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        for listener in list(self._state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                log.exception("gateway state listener failed")
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -116,6 +150,7 @@ class Gateway:
     async def close(self) -> None:
         """Disconnect for good."""
         self._closing = True
+        self._set_state("closed")
         if self._socket is not None:
             await self._socket.close()
         if self._task is not None:
@@ -130,8 +165,13 @@ class Gateway:
             try:
                 async with connect(self.url, max_size=2**20, open_timeout=10) as socket:
                     await self._authenticate(socket)
+                    if self._closing:
+                        # close() ran meanwhile and its cancellation may have been lost
+                        # (Python 3.11's wait_for can drop one): leave, closing the socket.
+                        return
                     self._socket = socket
                     self._connected.set()
+                    self._set_state("online")
                     delay = BACKOFF_START
                     if not first:
                         self._push(GatewayEvent("gateway.reconnected"))
@@ -153,10 +193,13 @@ class Gateway:
             finally:
                 self._connected.clear()
                 self._socket = None
+                if not first and not self._closing:
+                    self._set_state("reconnecting")
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("the gateway disconnected"))
             if self._closing:
+                self._set_state("closed")
                 return
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 (jitter)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -167,6 +210,9 @@ class Gateway:
         except AuthError:
             self._closing = True
             self._push(GatewayEvent("gateway.auth_failed"))
+        except httpx.TransportError as exc:
+            # The server is unreachable right now: not a reason to give the session up.
+            log.info("gateway: token refresh failed (%s); retrying", type(exc).__name__)
 
     async def _heartbeat(self, socket: ClientConnection) -> None:
         # The server closes sockets that stay silent for 2.5 heartbeat intervals (4002).
@@ -183,7 +229,9 @@ class Gateway:
         await socket.send(
             json.dumps({"jsonrpc": "2.0", "id": 1, "method": "auth", "params": {"token": token}})
         )
-        answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        # asyncio.timeout rather than wait_for: it never swallows a cancellation.
+        async with asyncio.timeout(10):
+            answer = json.loads(await socket.recv())
         if "error" in answer:
             error = answer["error"]
             raise AuthError(401, str(error.get("code")), str(error.get("message")))
@@ -201,8 +249,15 @@ class Gateway:
                     continue
                 if "error" in frame:
                     error = frame["error"]
+                    data = error.get("data")
+                    reason = data.get("code") if isinstance(data, dict) else None
                     future.set_exception(
-                        GatewayError(400, str(error.get("code")), str(error.get("message")))
+                        GatewayError(
+                            400,
+                            str(error.get("code")),
+                            str(error.get("message")),
+                            reason if isinstance(reason, str) else None,
+                        )
                     )
                 else:
                     future.set_result(frame.get("result"))

@@ -52,6 +52,14 @@ class Channel(_Model):
     members: list[User] | None = None
 
 
+class VoiceState(_Model):
+    """Someone in a voice call."""
+
+    channel_id: UUID
+    user_id: UUID
+    muted: bool = False
+
+
 class Attachment(_Model):
     """A file attached to a message."""
 

@@ -81,8 +81,26 @@ class VoiceCall:
         self.peer.send(opus_packet, audio_level)
 
     def packets(self) -> AsyncIterator[ReceivedPacket]:
-        """Packets of the other participants as they arrive."""
+        """Packets of the other participants as they arrive.
+
+        `packet.participant_id` is the sender's user id. One consumer at a time: this or
+        `receive`.
+        """
         return self.peer.packets()
+
+    def receive(self, timeout: float) -> ReceivedPacket | None:
+        """Wait up to `timeout` seconds for the next packet, blocking: for a media thread
+        (the audio engine's), which then never depends on the event loop being free.
+
+        Raises:
+            SfuStoppedError: The call's peer was closed.
+        """
+        return self.peer.native.recv(timeout)
+
+    def media_stats(self) -> dict[str, int]:
+        """The peer's counters: packets_sent, packets_not_sent, packets_received,
+        datagrams_lost, dtx_frames."""
+        return self.peer.native.stats()
 
     async def mute(self) -> None:
         """Stop being forwarded to the others."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +21,28 @@ RETURNING {FILE_COLUMNS}
 """  # noqa: S608 (constant fragments, no user input)
 
 SELECT_FILE = f"SELECT {FILE_COLUMNS} FROM files WHERE id = $1"  # noqa: S608
+
+# Rows are deleted first (in the caller's transaction) and their objects afterwards: an object
+# whose removal fails is orphaned and logged, never a row pointing at nothing.
+DELETE_FOR_MESSAGE = "DELETE FROM files WHERE message_id = $1 RETURNING s3_key"
+DELETE_FOR_CHANNEL = "DELETE FROM files WHERE channel_id = $1 RETURNING s3_key"
+
+# Uploads nobody will read: a channel upload never attached to a message, or a channel-less
+# upload (an avatar candidate) that is nobody's current avatar, once older than the retention.
+# SKIP LOCKED lets several API instances sweep at once without waiting on each other.
+DELETE_ABANDONED = """
+DELETE FROM files WHERE id IN (
+    SELECT f.id FROM files f
+    WHERE f.message_id IS NULL
+      AND f.created_at < now() - $1::interval
+      AND (f.channel_id IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_url = '/files/' || f.id::text))
+    ORDER BY f.created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING s3_key
+"""
 
 # An avatar is readable by every signed-in user while it is someone's current avatar.
 SELECT_IS_CURRENT_AVATAR = "SELECT EXISTS (SELECT 1 FROM users WHERE avatar_url = $1)"
@@ -99,6 +121,19 @@ class FileRepository:
         if record is None:
             raise NotFound("no such file", code="file_not_found")
         return StoredFile.from_record(record)
+
+    async def remove_for_message(self, message_id: UUID) -> list[str]:
+        """Delete the rows of a message's attachments; returns their object keys."""
+        return [r["s3_key"] for r in await self._conn.fetch(DELETE_FOR_MESSAGE, message_id)]
+
+    async def remove_for_channel(self, channel_id: UUID) -> list[str]:
+        """Delete the rows of every file uploaded to a channel; returns their object keys."""
+        return [r["s3_key"] for r in await self._conn.fetch(DELETE_FOR_CHANNEL, channel_id)]
+
+    async def remove_abandoned(self, older_than: timedelta, limit: int = 500) -> list[str]:
+        """Delete up to `limit` rows of uploads nobody can use any more; returns object keys."""
+        records = await self._conn.fetch(DELETE_ABANDONED, older_than, limit)
+        return [r["s3_key"] for r in records]
 
     async def is_current_avatar(self, file_id: UUID) -> bool:
         """Whether some user shows this file as their avatar."""

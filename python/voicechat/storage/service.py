@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 AVATAR_MAX_BYTES = 8 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -159,6 +162,21 @@ class FileStorage:
     async def delete(self, key: str) -> None:
         """Remove an object (a row that failed to insert, say)."""
         await self.backend.delete(key)
+
+    async def discard(self, keys: list[str]) -> int:
+        """Remove the objects of rows already deleted; returns how many could not be removed.
+
+        Best effort: the rows are gone, so a failure leaves an unreadable orphan (its key is
+        wrapped in the deleted row), which is logged rather than raised.
+        """
+        failed = 0
+        for key in keys:
+            try:
+                await self.backend.delete(key)
+            except Exception:
+                failed += 1
+                log.warning("could not remove stored object %s", key, exc_info=True)
+        return failed
 
     async def probe(self) -> None:
         """Raise if the backend cannot be used."""

@@ -80,6 +80,14 @@ class Sfu:
         """(host, port) of the UDP media socket."""
         return self.native.local_addr
 
+    @property
+    def ports(self) -> str:
+        """The UDP port, or the range of ports of several media threads, as text."""
+        ports = [port for _, port in self.native.local_addrs]
+        if len(ports) > 1 and ports == list(range(ports[0], ports[0] + len(ports))):
+            return f"{ports[0]}-{ports[-1]}"
+        return ",".join(map(str, ports))
+
     async def create_room(self, room_id: str, user_limit: int | None = None) -> None:
         """Create a room (or change its user limit); see `_native.sfu.Sfu.create_room`."""
         await asyncio.to_thread(self.native.create_room, room_id, user_limit)

@@ -20,6 +20,7 @@ from voicechat.chat.permissions import (
 from voicechat.db.repositories.channels import ChannelRepository
 from voicechat.errors import BadRequest, NotFound
 from voicechat.events import Event
+from voicechat.storage.repository import FileRepository
 
 router = APIRouter(tags=["channels"])
 
@@ -153,7 +154,10 @@ async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resource
         raise BadRequest("DMs cannot be deleted", code="dm_immutable")
     # Tell subscribers before the row (and with it the visibility check) disappears.
     await _publish_channel(resources, access.channel, "delete")
-    await ChannelRepository(db).delete(channel_id)
+    async with db.transaction():
+        orphans = await FileRepository(db).remove_for_channel(channel_id)
+        await ChannelRepository(db).delete(channel_id)
+    await resources.storage.discard(orphans)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

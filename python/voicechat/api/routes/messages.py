@@ -17,6 +17,7 @@ from voicechat.db.repositories.keys import KeyRepository
 from voicechat.db.repositories.messages import MessageRepository
 from voicechat.errors import BadRequest, Forbidden, NotFound
 from voicechat.events import Event
+from voicechat.storage.repository import FileRepository
 
 router = APIRouter(tags=["messages"])
 
@@ -192,7 +193,10 @@ async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resource
     record, access = await _visible_message(db, caller.user_id, message_id)
     if record["user_id"] != caller.user_id and not access.allows(Permission.MANAGE_MESSAGES):
         raise Forbidden("you need the manage_messages permission here", code="missing_permission")
-    await repo.delete(message_id)
+    async with db.transaction():
+        orphans = await FileRepository(db).remove_for_message(message_id)
+        await repo.delete(message_id)
+    await resources.storage.discard(orphans)
     await resources.events.publish(
         Event(
             "message.delete",

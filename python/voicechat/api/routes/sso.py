@@ -15,7 +15,7 @@ from pydantic import Field
 from voicechat.api.deps import ClientInfo, Res
 from voicechat.api.routes.auth import TokenResponse, _tokens
 from voicechat.api.schemas import Body
-from voicechat.auth.sso import SsoService, _with_query
+from voicechat.auth.sso import SsoFailed, SsoService, _with_query
 from voicechat.errors import NotFound
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -47,7 +47,10 @@ def _sso(resources: Res) -> SsoService:
     response_class=RedirectResponse,
     responses={
         200: {"description": "No redirect_uri was given: a page (or JSON) with the code."},
-        302: {"description": "To the client's redirect_uri with `?login_code=`."},
+        302: {
+            "description": "To the client's redirect_uri with `?login_code=`, or with "
+            "`?error=&error_description=` when the login failed."
+        },
     },
 )
 async def oidc_callback(
@@ -61,10 +64,21 @@ async def oidc_callback(
     """Where the identity provider sends the browser back.
 
     On success: 302 to the `redirect_uri` the login started with, plus `login_code` (one-time,
-    2 minutes). A login started without `redirect_uri` gets a page showing the code, or
-    `{login_code, expires_in}` when the request accepts JSON.
+    2 minutes); on a failure after the login was recognised, 302 there with `error` (our error
+    code) and `error_description`, so a waiting client learns of it at once. A login started
+    without `redirect_uri` gets a page showing the code, or `{login_code, expires_in}` when the
+    request accepts JSON.
     """
-    result = await _sso(resources).finish(state=state, code=code, error=error, client=client)
+    try:
+        result = await _sso(resources).finish(state=state, code=code, error=error, client=client)
+    except SsoFailed as failed:
+        # The OAuth 2.0 error-response shape (RFC 6749 §4.1.2.1), to the client's listener.
+        location = _with_query(
+            failed.redirect_uri,
+            error=failed.error.code,
+            error_description=failed.error.message,
+        )
+        return RedirectResponse(location, status_code=302, headers=_PRIVATE_HEADERS)
     if result.redirect_uri is not None:
         location = _with_query(result.redirect_uri, login_code=result.login_code)
         return RedirectResponse(location, status_code=302, headers=_PRIVATE_HEADERS)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from voicechat.api.deps import CurrentUser, Db
@@ -25,6 +26,21 @@ class ProfileUpdate(Body):
     avatar: UUID | None = Field(
         None, description="Id of an image you uploaded without a channel; null clears."
     )
+
+
+@router.get("", response_model=list[UserProfile])
+async def list_users(
+    _caller: CurrentUser,
+    db: Db,
+    after: Annotated[
+        str, Query(max_length=32, description="Return users whose username sorts after this.")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[UserProfile]:
+    """The server's members (to signed-in users) with their presence, by username; page on with
+    `after` set to the last username until fewer than `limit` come back."""
+    users = await UserRepository(db).page(after=after, limit=limit)
+    return [UserProfile.of(user) for user in users]
 
 
 @router.get("/@me", response_model=OwnProfile)

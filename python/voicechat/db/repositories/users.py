@@ -33,6 +33,13 @@ SELECT id, username, display_name, email, password_hash, auth_method, external_i
 FROM users WHERE username = $1 AND deleted_at IS NULL
 """
 COUNT_USERS = "SELECT count(*) FROM users"
+# The member list: active accounts by username, keyset-paged.
+SELECT_USER_PAGE = """
+SELECT id, username, display_name, email, password_hash, auth_method, external_id, provider,
+    avatar_url, status, mfa_enabled, created_at, updated_at
+FROM users WHERE deleted_at IS NULL AND username > $1
+ORDER BY username LIMIT $2
+"""
 # Presence, not a profile edit: `updated_at` stays.
 UPDATE_STATUS = "UPDATE users SET status = $2 WHERE id = $1"
 
@@ -164,6 +171,11 @@ class UserRepository:
         """The user with this (already folded) username, if any."""
         record = await self._conn.fetchrow(SELECT_USER_BY_USERNAME, username)
         return None if record is None else User.from_record(record)
+
+    async def page(self, *, after: str = "", limit: int) -> list[User]:
+        """Up to `limit` active users ordered by username, those after `after`."""
+        records = await self._conn.fetch(SELECT_USER_PAGE, after, limit)
+        return [User.from_record(record) for record in records]
 
     async def count(self) -> int:
         """How many accounts were ever created (deleted ones included)."""
