@@ -95,6 +95,20 @@ def udp_receive_drops() -> int:
     return int(udp[1][udp[0].index("RcvbufErrors")])
 
 
+def socket_drops(port: int) -> int:
+    """Datagrams the kernel dropped at full receive buffers of the UDP sockets on a local port."""
+    total = 0
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(path) as table:
+            next(table)  # header
+            for line in table:
+                fields = line.split()
+                # local_address is HEX_IP:HEX_PORT; drops is the last column.
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    total += int(fields[-1])
+    return total
+
+
 def percentile(sorted_values: list[int], fraction: float) -> float:
     """The `fraction` quantile of sorted values (nearest rank); NaN for none."""
     if not sorted_values:
@@ -117,6 +131,7 @@ class Result:
     rss_per_participant: float = 0.0  # bytes
     latencies_ns: list[int] = field(default_factory=list)
     udp_drops: int = 0  # machine-wide receive-buffer drops during the phase
+    target_drops: int | None = None  # of those, at the target's own socket (None: not known)
     note: str = ""
 
     @property
@@ -141,13 +156,15 @@ class Result:
             f"{self.target_cpu / self.seconds:.2f} | {self.pps_per_core:,.0f} | "
             f"{self.cpu_us_per_packet:.1f} | {self.latency_ms(0.5):.2f} | "
             f"{self.latency_ms(0.99):.2f} | {self.rss_per_participant / 1024:,.0f} | "
-            f"{self.generator_cpu / self.seconds:.2f} | {self.udp_drops:,} | {self.note} |"
+            f"{self.generator_cpu / self.seconds:.2f} | {self.udp_drops:,} | "
+            f"{'n/a' if self.target_drops is None else f'{self.target_drops:,}'} | {self.note} |"
         )
 
 
 HEADER = (
     "| target | scenario | pkt/s per speaker | forwarded pkt/s | target cores busy | "
     "forwarded pkt/s per core | CPU µs per forwarded pkt | latency p50 ms | latency p99 ms | "
-    "RSS KiB per participant | generator cores busy | kernel UDP drops | note |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "RSS KiB per participant | generator cores busy | kernel UDP drops | of those at the target | "
+    "note |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )

@@ -30,6 +30,7 @@ from benches.load.common import (
     latency_ns,
     payload,
     rss_bytes,
+    socket_drops,
     udp_receive_drops,
 )
 from voicechat._native.sfu import Peer
@@ -121,9 +122,15 @@ def measure(
     target_cpu: Callable[[], float],
     sampler: Sampler,
     seconds: float,
+    target_port: int | None = None,
 ) -> Result:
-    """One measured phase: counters before and after `seconds` of paced sending."""
+    """One measured phase: counters before and after `seconds` of paced sending.
+
+    `target_port`, if given, is the target's UDP port: the kernel's drops at its socket are
+    told apart from those at the generator's (the receivers').
+    """
     generator = os.getpid()
+    drops_before = None if target_port is None else socket_drops(target_port)
     before = (forwarded(), target_cpu(), cpu_seconds(generator), udp_receive_drops())
     sampler.record(True)
     elapsed = pace(send, result.rate, seconds)
@@ -135,6 +142,8 @@ def measure(
     result.target_cpu = after[1] - before[1]
     result.generator_cpu = after[2] - before[2]
     result.udp_drops = after[3] - before[3]
+    if target_port is not None and drops_before is not None:
+        result.target_drops = socket_drops(target_port) - drops_before
     result.latencies_ns = list(sampler.latencies)
     sampler.latencies.clear()
     return result
@@ -242,6 +251,7 @@ def run_sfu(scenario: Scenario, rates: Sequence[int], seconds: float) -> list[Re
                         target_cpu=lambda: cpu_seconds(pid, "voicechat-sfu"),
                         sampler=sampler,
                         seconds=seconds,
+                        target_port=int(sfu.local_addr[1]),
                     )
                 )
                 results[-1].rss_per_participant = rss
@@ -318,6 +328,7 @@ def run_relay(scenario: Scenario, rates: Sequence[int], seconds: float) -> list[
                         target_cpu=lambda: cpu_seconds(relay.pid),
                         sampler=sampler,
                         seconds=seconds,
+                        target_port=address[1],
                     )
                 )
                 results[-1].rss_per_participant = rss

@@ -10,15 +10,22 @@
 //! send-only m-line (msid `<sender id> <sender id>`) to the receiver's session, so a receiver
 //! tells senders apart by track, and writes the sender's packets there unchanged in payload,
 //! with its own SSRC, a contiguous sequence number and a shifted timestamp (see [`SeqMap`]).
+//!
+//! Cost: str0m's per-`Rtc` work (timeouts, queue state, polling) walks every stream of that
+//! `Rtc`, and a receiver in a room of `n` has `n - 1` of them. So a forwarded packet is only
+//! written into each receiver's `Rtc`; the receivers written to are driven once per batch of
+//! input (when [`SfuCore::poll_transmit`] or [`SfuCore::handle_timeout`] is next called), not
+//! once per packet, and timers live in an ordered set so a deadline wakes only its own
+//! participant.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Rtc};
 
 use crate::demux::Demux;
@@ -34,8 +41,25 @@ type Key = u64;
 pub const MAX_ID_LEN: usize = 64;
 /// Interval of str0m's stats events (loss, jitter, RTT).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Most times a renegotiation's new mids are drawn before a repeat is given up on (each draw
+/// repeats with a probability of a few per cent at most).
+const MID_DRAWS: u32 = 20;
 /// Samples per 20 ms Opus frame at 48 kHz: the timestamp step assumed across a sender restart.
 const FRAME_SAMPLES: u32 = 960;
+
+/// The RTP header extensions the SFU negotiates: the audio level (speaking detection, copied to
+/// receivers) and the MID (receivers map tracks by it), at the ids browsers use.
+///
+/// Not transport-wide sequence numbers (TWCC): the SFU runs no bandwidth estimation for a
+/// fixed-bitrate audio stream, and with TWCC every session keeps a register of its last 1,000
+/// sent packets and parses a feedback report from the receiver every 100 ms, while sending one
+/// of its own for what it receives. Nor absolute send time or the video-only extensions.
+fn extension_map() -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    map.set(1, Extension::AudioLevel);
+    map.set(4, Extension::RtpMid);
+    map
+}
 
 /// Checks a room or participant id: 1 to 64 of `A-Z a-z 0-9 _ . -`, so it can be used as an
 /// SDP msid token unchanged.
@@ -53,6 +77,13 @@ pub fn check_id(what: &'static str, id: &str) -> Result<()> {
             id: id.chars().take(80).collect(),
         })
     }
+}
+
+/// Whether two of the tracks added in one change got the same mid.
+fn has_repeated_mid(added: &[(Key, Mid)]) -> bool {
+    let mut mids: Vec<Mid> = added.iter().map(|(_, mid)| *mid).collect();
+    mids.sort_unstable();
+    mids.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// The offer with every m-line narrowed to "the SFU only receives here".
@@ -171,7 +202,15 @@ struct Participant {
     connected: bool,
     muted: bool,
     last_seen: Instant,
+    /// When str0m wants its next timeout.
     next_timeout: Instant,
+    /// This participant's entry in `SfuCore::timers`: never later than its earliest deadline
+    /// (str0m's timeout, ICE consent expiry, speaking hangover); waking early only
+    /// recomputes.
+    wake_at: Instant,
+    /// Packets were written into its `Rtc` since it was last driven (it is in
+    /// `SfuCore::dirty`).
+    dirty: bool,
     speaking: SpeakingDetector,
     out_tracks: HashMap<Key, OutTrack>,
     queued_adds: Vec<Key>,
@@ -202,8 +241,14 @@ pub struct SfuCore {
     transmits: VecDeque<Datagram>,
     events: VecDeque<SfuEvent>,
     dropped_datagrams: u64,
-    /// No deadline of any participant is earlier than this (see `wake_by`).
-    earliest: Option<Instant>,
+    /// Every participant's `wake_at`, soonest first.
+    timers: BTreeSet<(Instant, Key)>,
+    /// Receivers with forwarded packets written but not yet sent (see `settle`).
+    dirty: Vec<Key>,
+    /// Scratch list of `handle_timeout` (kept for its allocation).
+    due: Vec<Key>,
+    /// The latest `now` given to any input.
+    last_now: Option<Instant>,
     /// Test hook: the next drive of this participant panics inside the fence.
     #[cfg(test)]
     panic_next: Option<Key>,
@@ -226,7 +271,10 @@ impl SfuCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             dropped_datagrams: 0,
-            earliest: None,
+            timers: BTreeSet::new(),
+            dirty: Vec::new(),
+            due: Vec::new(),
+            last_now: None,
             #[cfg(test)]
             panic_next: None,
         }
@@ -302,6 +350,7 @@ impl SfuCore {
         offer_sdp: &str,
     ) -> Result<String> {
         check_id("participant", participant)?;
+        self.note_time(now);
         let room = self
             .rooms
             .get(room_id)
@@ -323,6 +372,7 @@ impl SfuCore {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
+            .set_extension_map(extension_map())
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
@@ -347,6 +397,7 @@ impl SfuCore {
         self.next_key += 1;
         self.demux.insert(key, creds.ufrag.clone());
         self.ids.insert(participant.to_owned(), key);
+        self.timers.insert((now, key));
         let others = room.members.clone();
         self.participants.insert(
             key,
@@ -359,6 +410,8 @@ impl SfuCore {
                 muted: false,
                 last_seen: now,
                 next_timeout: now,
+                wake_at: now,
+                dirty: false,
                 speaking: SpeakingDetector::default(),
                 out_tracks: HashMap::new(),
                 queued_adds: others.clone(),
@@ -547,7 +600,11 @@ impl SfuCore {
     }
 
     /// Handles one datagram received on the media socket.
+    ///
+    /// Packets it carries are written into the receivers' sessions; they go out, with
+    /// everything else the batch produced, from the next [`poll_transmit`](Self::poll_transmit).
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        self.note_time(now);
         let Some(key) = self.demux.route(source, contents) else {
             self.dropped_datagrams += 1;
             return;
@@ -581,74 +638,122 @@ impl SfuCore {
 
     /// Advances time: str0m timers, ICE consent timeouts, speaking hangovers.
     ///
-    /// Returns at once before [`poll_timeout`](Self::poll_timeout); otherwise visits every
-    /// participant once (timers fire a few times a second per participant, datagrams far
-    /// more often, so the per-datagram path stays free of scans).
+    /// Visits only the participants whose wake-up time has come (O(log n) each), and first
+    /// sends what earlier input left written (see [`poll_transmit`](Self::poll_transmit)).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.earliest.is_none_or(|at| at > now) {
-            return;
+        self.note_time(now);
+        self.settle(now);
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&(at, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            due.push(key);
         }
         let ice_timeout = self.config.ice_timeout();
-        let mut due = Vec::new();
-        let mut expired = Vec::new();
-        let mut speaking_ended = Vec::new();
-        for (key, p) in &mut self.participants {
+        for &key in &due {
+            let Some(p) = self.participants.get_mut(&key) else {
+                continue;
+            };
             if now.saturating_duration_since(p.last_seen) >= ice_timeout {
-                expired.push(*key);
+                self.remove(now, key, LeaveReason::IceTimeout);
                 continue;
             }
-            if p.next_timeout <= now {
-                due.push(*key);
-            }
             if p.speaking.handle_timeout(now).is_some() {
-                speaking_ended.push((p.room.clone(), p.id.clone()));
+                self.events.push_back(SfuEvent::Speaking {
+                    room: p.room.clone(),
+                    participant: p.id.clone(),
+                    speaking: false,
+                });
             }
-        }
-        for (room, participant) in speaking_ended {
-            self.events.push_back(SfuEvent::Speaking {
-                room,
-                participant,
-                speaking: false,
-            });
-        }
-        for key in expired {
-            self.remove(now, key, LeaveReason::IceTimeout);
-        }
-        for key in due {
-            if let Some(driven) = self.drive(now, key, Feed::Timeout(now)) {
-                self.after_drive(now, key, driven);
+            if p.next_timeout <= now {
+                if let Some(driven) = self.drive(now, key, Feed::Timeout(now)) {
+                    self.after_drive(now, key, driven);
+                }
             }
+            self.reschedule(key);
         }
-        self.earliest = self
-            .participants
-            .values()
-            .flat_map(|p| {
-                [
-                    Some(p.next_timeout),
-                    Some(p.last_seen + ice_timeout),
-                    p.speaking.deadline(),
-                ]
-            })
-            .flatten()
-            .min();
+        due.clear();
+        self.due = due;
+        self.settle(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called (O(1); may be
     /// early, never late).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.earliest
-    }
-
-    /// Lowers the next wake-up to `at` if that is sooner. Deadlines that only move later
-    /// (consent, a running hangover) need no call: waking early just recomputes.
-    fn wake_by(&mut self, at: Instant) {
-        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        if self.dirty.is_empty() {
+            self.timers.first().map(|&(at, _)| at)
+        } else {
+            self.last_now
+        }
     }
 
     /// Next datagram to send: `(destination, bytes)`, from the media socket.
+    ///
+    /// The first call after a batch of input drives every receiver that packets were
+    /// written to, once, so a batch of `k` incoming packets costs each receiver one pass of
+    /// str0m's per-session work instead of `k`.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        if !self.dirty.is_empty() {
+            if let Some(now) = self.last_now {
+                self.settle(now);
+            }
+        }
         self.transmits.pop_front()
+    }
+
+    /// Records the time of an input; str0m needs it never to go back.
+    fn note_time(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
+    }
+
+    /// Drives each receiver that forwarded packets were written to since it was last driven:
+    /// str0m sends written packets on its next timeout.
+    fn settle(&mut self, now: Instant) {
+        while !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for &key in &dirty {
+                let Some(p) = self.participants.get_mut(&key) else {
+                    continue;
+                };
+                p.dirty = false;
+                if let Some(driven) = self.drive(now, key, Feed::Timeout(now)) {
+                    self.after_drive(now, key, driven);
+                }
+            }
+            dirty.clear();
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+        }
+    }
+
+    /// Moves the participant's timer entry to its earliest deadline.
+    fn reschedule(&mut self, key: Key) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let consent = p.last_seen + self.config.ice_timeout();
+        let at = p
+            .speaking
+            .deadline()
+            .map_or(consent, |speaking| speaking.min(consent))
+            .min(p.next_timeout);
+        self.timers.remove(&(p.wake_at, key));
+        p.wake_at = at;
+        self.timers.insert((at, key));
+    }
+
+    /// Lowers the participant's wake-up to `at` if that is sooner. Deadlines that only move
+    /// later (consent, a running hangover) need no call: waking early just recomputes.
+    fn wake_by(timers: &mut BTreeSet<(Instant, Key)>, key: Key, p: &mut Participant, at: Instant) {
+        if at < p.wake_at {
+            timers.remove(&(p.wake_at, key));
+            p.wake_at = at;
+            timers.insert((at, key));
+        }
     }
 
     /// Next event for the controller.
@@ -684,7 +789,7 @@ impl SfuCore {
             Ok(Some(driven)) => {
                 if let Some(at) = driven.next_timeout {
                     p.next_timeout = at;
-                    self.wake_by(at);
+                    Self::wake_by(&mut self.timers, key, p, at);
                 }
                 Some(driven)
             }
@@ -782,7 +887,7 @@ impl SfuCore {
                     speaking,
                 });
                 if let Some(at) = p.speaking.deadline() {
-                    self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+                    Self::wake_by(&mut self.timers, sender, p, at);
                 }
             }
         }
@@ -796,7 +901,6 @@ impl SfuCore {
         };
         let in_seq: u64 = *packet.seq_no;
         let mut failed = Vec::new();
-        let mut wake = None;
         for &receiver in &room.members {
             if receiver == sender {
                 continue;
@@ -859,23 +963,14 @@ impl SfuCore {
                 Ok(true) => {
                     r.stats.packets_out += 1;
                     r.stats.bytes_out += packet.payload.len() as u64;
-                    match drive(&mut r.rtc, Feed::Nothing, &mut self.transmits) {
-                        Ok(Some(driven)) => {
-                            if let Some(at) = driven.next_timeout {
-                                r.next_timeout = at;
-                                wake = Some(wake.map_or(at, |w: Instant| w.min(at)));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(Fatal(msg)) => failed.push((receiver, msg)),
+                    if !r.dirty {
+                        r.dirty = true;
+                        self.dirty.push(receiver);
                     }
                 }
                 Ok(false) => {}
                 Err(Fatal(msg)) => failed.push((receiver, msg)),
             }
-        }
-        if let Some(at) = wake {
-            self.wake_by(at);
         }
         for (receiver, msg) in failed {
             self.remove(now, receiver, LeaveReason::Failed(msg));
@@ -908,22 +1003,35 @@ impl SfuCore {
         p.queued_adds.clear();
         let removes = std::mem::take(&mut p.queued_removes);
         let outcome = fenced(|| {
-            let mut api = p.rtc.sdp_api();
-            let mut added = Vec::new();
-            for (sender, id) in &senders {
-                let mid = api.add_media(
-                    MediaKind::Audio,
-                    Direction::SendOnly,
-                    Some(id.clone()),
-                    Some(id.clone()),
-                    None,
-                );
-                added.push((*sender, mid));
+            // str0m 0.24 draws a new m-line's mid (3 random characters) checking it against the
+            // session's m-lines only, not against those added earlier in the same change, so a
+            // batch of n new tracks repeats a mid with a probability growing as n² (a few per
+            // cent for a 49-track batch). The client then rejects the offer ("Changed order for
+            // m-line"). A batch with a repeat is dropped unapplied (nothing of it reaches the
+            // session) and drawn again.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let mut api = p.rtc.sdp_api();
+                let mut added = Vec::with_capacity(senders.len());
+                for (sender, id) in &senders {
+                    let mid = api.add_media(
+                        MediaKind::Audio,
+                        Direction::SendOnly,
+                        Some(id.clone()),
+                        Some(id.clone()),
+                        None,
+                    );
+                    added.push((*sender, mid));
+                }
+                if has_repeated_mid(&added) && attempts < MID_DRAWS {
+                    continue;
+                }
+                for mid in &removes {
+                    api.stop_media(*mid);
+                }
+                break (added, api.apply());
             }
-            for mid in removes {
-                api.stop_media(mid);
-            }
-            (added, api.apply())
         });
         match outcome {
             Ok((added, applied)) => {
@@ -963,6 +1071,7 @@ impl SfuCore {
         };
         self.ids.remove(&p.id);
         self.demux.remove(key, &p.ufrag);
+        self.timers.remove(&(p.wake_at, key));
         // Say goodbye (DTLS close_notify) unless the peer is already gone or broken.
         if matches!(reason, LeaveReason::Left) {
             let _ = fenced(|| p.rtc.disconnect());

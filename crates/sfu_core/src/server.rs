@@ -11,9 +11,13 @@
 //! [`SfuCore`] and its own socket: thread `i` listens on `media_port + i` (all on OS-chosen
 //! ports when `media_port` is 0). A room lives on one thread, chosen by a hash of its id, so
 //! forwarding never crosses threads and each thread's demultiplexing stays one hash lookup.
+//!
+//! Each wake-up of a media thread reads every queued datagram (up to a batch), feeds them all
+//! to the state machine, and only then takes its output and writes it in one batch (see
+//! [`crate::media_socket`]): the copies of a packet for a whole room leave in one system call,
+//! and the SFU drives each receiver once per batch rather than once per packet.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
@@ -23,11 +27,10 @@ use std::time::{Duration, Instant};
 
 use crate::core::SfuCore;
 use crate::event::{ParticipantStats, SfuEvent};
+use crate::media_socket::{BatchIo, MediaSocket, SOCKET_BUFFER};
 use crate::peer::{PeerSession, PeerStats, ReceivedPacket};
 use crate::{Result, SfuConfig, SfuError};
 
-/// Largest datagram read.
-const MAX_DATAGRAM: usize = 2048;
 /// Longest the loop sleeps without a timer (so a stopped controller is noticed).
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Events buffered for the controller before new ones are dropped (and counted).
@@ -85,6 +88,8 @@ struct Handle<E> {
     commands: Mutex<Sender<Command<E>>>,
     waker: UdpSocket,
     local: SocketAddr,
+    /// Receive and send buffer sizes the kernel granted the media socket.
+    buffer_sizes: (usize, usize),
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -95,16 +100,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<E: Endpoint> Handle<E> {
-    /// Binds `bind` and starts the thread. `after` runs after every loop turn on the media
-    /// thread (to move events out).
+    /// Binds `bind` (asking the kernel for `buffer` bytes of socket buffers, if given) and
+    /// starts the thread. `after` runs after every loop turn on the media thread (to move
+    /// events out).
     fn start(
         name: &str,
         bind: SocketAddr,
+        buffer: Option<usize>,
         make: impl FnOnce(SocketAddr) -> E,
         mut after: impl FnMut(&mut E) + Send + 'static,
     ) -> Result<Self> {
-        let socket = UdpSocket::bind(bind)?;
+        let socket = MediaSocket::bind(bind, buffer)?;
         let local = socket.local_addr()?;
+        let buffer_sizes = socket.buffer_sizes();
+        if let Some(asked) = buffer {
+            tracing::info!(
+                "{name} on {local}: socket buffers {} B receive, {} B send (asked {asked} B)",
+                buffer_sizes.0,
+                buffer_sizes.1,
+            );
+        }
         let wake_target = SocketAddr::new(reachable(local.ip()), local.port());
         let waker = UdpSocket::bind(SocketAddr::new(wake_target.ip(), 0))?;
         waker.connect(wake_target)?;
@@ -114,12 +129,14 @@ impl<E: Endpoint> Handle<E> {
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                run(&socket, waker_addr, &mut endpoint, &receiver, &mut after);
+                let mut io = BatchIo::new(socket);
+                run(&mut io, waker_addr, &mut endpoint, &receiver, &mut after);
             })?;
         Ok(Self {
             commands: Mutex::new(commands),
             waker,
             local,
+            buffer_sizes,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -176,25 +193,28 @@ fn reachable(ip: IpAddr) -> IpAddr {
 
 /// The media thread's loop.
 fn run<E: Endpoint>(
-    socket: &UdpSocket,
+    io: &mut BatchIo,
     waker: SocketAddr,
     endpoint: &mut E,
     commands: &Receiver<Command<E>>,
     after: &mut impl FnMut(&mut E),
 ) {
-    let mut buf = vec![0_u8; MAX_DATAGRAM];
+    let mut outgoing = Vec::new();
     loop {
         loop {
             match commands.try_recv() {
                 Ok(Command::Run(job)) => job(endpoint, Instant::now()),
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
-                    flush(socket, endpoint);
+                    flush(io, endpoint, &mut outgoing);
                     return;
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
             }
         }
-        flush(socket, endpoint);
+        // A command may have left work due at once (str0m sends a written packet on its next
+        // timeout): do it now rather than after the wait.
+        handle_due(endpoint);
+        flush(io, endpoint, &mut outgoing);
         after(endpoint);
 
         let now = Instant::now();
@@ -202,46 +222,36 @@ fn run<E: Endpoint>(
             .poll_timeout()
             .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now))
             .clamp(Duration::from_micros(500), MAX_SLEEP);
-        if socket.set_read_timeout(Some(sleep)).is_err() {
-            return;
-        }
-        match socket.recv_from(&mut buf) {
-            Ok((len, source)) => {
-                if source != waker {
-                    if let Some(contents) = buf.get(..len) {
-                        endpoint.handle_datagram(Instant::now(), source, contents);
-                    }
-                }
+        // A failed read (the socket is not going away while this thread owns it) counts as
+        // nothing read; the timers below still run.
+        let _ = io.recv(sleep, |source, contents| {
+            if source != waker {
+                endpoint.handle_datagram(Instant::now(), source, contents);
             }
-            // Timeouts, and ICMP errors surfacing as ECONNREFUSED for a vanished peer.
-            Err(err) if is_transient(err.kind()) => {}
-            Err(_) => {}
-        }
-        let now = Instant::now();
-        if endpoint.poll_timeout().is_some_and(|at| at <= now) {
-            endpoint.handle_timeout(now);
-        }
-        flush(socket, endpoint);
+        });
+        handle_due(endpoint);
+        flush(io, endpoint, &mut outgoing);
         after(endpoint);
     }
 }
 
-fn is_transient(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::WouldBlock
-            | ErrorKind::TimedOut
-            | ErrorKind::Interrupted
-            | ErrorKind::ConnectionRefused
-            | ErrorKind::ConnectionReset
-    )
+fn handle_due<E: Endpoint>(endpoint: &mut E) {
+    let now = Instant::now();
+    if endpoint.poll_timeout().is_some_and(|at| at <= now) {
+        endpoint.handle_timeout(now);
+    }
 }
 
-fn flush<E: Endpoint>(socket: &UdpSocket, endpoint: &mut E) {
-    while let Some((destination, datagram)) = endpoint.poll_transmit() {
-        // A send error concerns one peer's path (e.g. unreachable); the others carry on.
-        let _ = socket.send_to(&datagram, destination);
+/// Sends everything the endpoint has to send, in one batch.
+fn flush<E: Endpoint>(
+    io: &mut BatchIo,
+    endpoint: &mut E,
+    outgoing: &mut Vec<(SocketAddr, Vec<u8>)>,
+) {
+    while let Some(datagram) = endpoint.poll_transmit() {
+        outgoing.push(datagram);
     }
+    io.send(outgoing);
 }
 
 /// The SFU media plane running on its media threads: the controller's handle.
@@ -301,6 +311,7 @@ impl Sfu {
             shards.push(Handle::start(
                 &format!("voicechat-sfu-{i}"),
                 bind,
+                Some(SOCKET_BUFFER),
                 |local| SfuCore::new(shard_config, local.port()),
                 move |core: &mut SfuCore| drain_events(core, &events_tx, &dropped),
             )?);
@@ -324,6 +335,14 @@ impl Sfu {
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.shards.iter().map(|shard| shard.local).collect()
+    }
+
+    /// The receive and send buffer sizes, in bytes, that the kernel granted each media
+    /// thread's socket (thread 0 first), as it reports them. The SFU asks for 4 MiB each;
+    /// Linux caps that at `net.core.rmem_max` / `wmem_max` and reports twice the value.
+    #[must_use]
+    pub fn socket_buffer_sizes(&self) -> Vec<(usize, usize)> {
+        self.shards.iter().map(|shard| shard.buffer_sizes).collect()
     }
 
     fn room_shard(&self, room: &str) -> &Handle<SfuCore> {
@@ -576,6 +595,9 @@ impl Peer {
         let handle = Handle::start(
             "voicechat-peer",
             SocketAddr::new(config.bind_ip, 0),
+            // A client wants fresh audio: what it cannot read in time is better dropped by
+            // the kernel than played late from a deep queue.
+            None,
             move |local| PeerSession::new(Instant::now(), local, loss, seed),
             move |session: &mut PeerSession| {
                 while let Some(packet) = session.poll_received() {

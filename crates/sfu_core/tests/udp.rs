@@ -142,3 +142,29 @@ fn rooms_spread_over_worker_threads_each_on_its_own_port() {
         Err(sfu_core::SfuError::ParticipantExists(_))
     ));
 }
+
+/// The SFU asks for 4 MiB socket buffers; Linux grants up to `net.core.rmem_max` /
+/// `wmem_max` and reports twice what it granted.
+#[cfg(target_os = "linux")]
+#[test]
+fn media_sockets_get_the_buffers_the_kernel_allows() {
+    let sysctl = |name: &str| -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let asked = 4 << 20;
+    let expected = (
+        2 * sysctl("rmem_max").min(asked),
+        2 * sysctl("wmem_max").min(asked),
+    );
+    let config = SfuConfig::builder()
+        .media_port(0)
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let sfu = Sfu::start(config).unwrap();
+    assert_eq!(sfu.socket_buffer_sizes(), vec![expected, expected]);
+}

@@ -249,6 +249,68 @@ fn two_peers_hear_each_other_and_never_themselves() {
 }
 
 #[test]
+fn answers_carry_the_audio_level_and_mid_extensions_only() {
+    let mut net = Net::new(config());
+    net.sfu.create_room("r", None).unwrap();
+    let answer = net.sfu.join(net.now, "r", "a", &offer_sdp()).unwrap();
+    let extmaps: Vec<_> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=extmap:"))
+        .collect();
+    assert!(
+        extmaps.iter().any(|l| l.ends_with("ssrc-audio-level")),
+        "{extmaps:?}"
+    );
+    assert!(
+        extmaps.iter().any(|l| l.ends_with("sdes:mid")),
+        "{extmaps:?}"
+    );
+    assert_eq!(extmaps.len(), 2, "{extmaps:?}");
+}
+
+#[test]
+fn a_full_room_of_fifty_gets_every_track_with_distinct_mids() {
+    let mut net = Net::new(config());
+    net.sfu.create_room("r", None).unwrap();
+    for i in 0..50 {
+        net.join("r", &format!("p{i}")).unwrap();
+    }
+    net.connect();
+    for event in &net.events {
+        if let SfuEvent::Offer { sdp, .. } = event {
+            let mut mids: Vec<_> = sdp.lines().filter(|l| l.starts_with("a=mid:")).collect();
+            let count = mids.len();
+            mids.sort_unstable();
+            mids.dedup();
+            assert_eq!(mids.len(), count, "an offer repeats a mid");
+        }
+    }
+    assert!(net
+        .sfu
+        .participants
+        .values()
+        .all(|p| p.out_tracks.len() == 49));
+    net.talk(49, 2, 20);
+    assert!((0..49).all(|i| net.heard_by(i).get(&Some("p49".into())) == Some(&2)));
+}
+
+#[test]
+fn repeated_mids_are_detected() {
+    let mid = |s: &str| Mid::from(s);
+    assert!(!has_repeated_mid(&[
+        (1, mid("a")),
+        (2, mid("b")),
+        (3, mid("c"))
+    ]));
+    assert!(has_repeated_mid(&[
+        (1, mid("a")),
+        (2, mid("b")),
+        (3, mid("a"))
+    ]));
+    assert!(!has_repeated_mid(&[]));
+}
+
+#[test]
 fn three_peers_get_one_track_per_sender() {
     let mut net = Net::new(config());
     net.sfu.create_room("r", None).unwrap();
@@ -488,52 +550,98 @@ fn silent_peers_stay_by_ice_consent() {
     assert_eq!(net.heard_by(1).get(&Some("a".into())), Some(&5));
 }
 
-/// Rough cost of the SFU's share of forwarding (SRTP in, one SRTP out per receiver), on
-/// virtual time in memory: `cargo test --release -p sfu_core -- --ignored --nocapture`.
+/// Rough cost of the SFU's share of forwarding (SRTP in, one SRTP out per receiver, timers),
+/// on virtual time in memory, driven as the I/O loop drives it: every 20 ms each speaker's
+/// packet arrives (all of one round in one batch, as one `recvmmsg` would return them), and
+/// in between time advances in 1 ms steps with `handle_timeout` whenever it is due.
+/// `cargo test --release -p sfu_core -- --ignored --nocapture forwarding_cost`.
 #[test]
 #[ignore = "a measurement, not a check; run in release"]
 fn forwarding_cost() {
+    for (members, speakers) in [(10, 2), (50, 5)] {
+        for batched in [false, true] {
+            forwarding_cost_of(members, speakers, batched);
+        }
+    }
+}
+
+/// Takes every queued datagram; returns how many were RTP media (RFC 7983 first byte, not
+/// RTCP packet types 200..=206).
+fn drain_media(sfu: &mut SfuCore) -> u64 {
+    let mut media = 0;
+    while let Some((_, data)) = sfu.poll_transmit() {
+        if data.first().is_some_and(|b| (128..=191).contains(b))
+            && !data.get(1).is_some_and(|t| (200..=206).contains(t))
+        {
+            media += 1;
+        }
+    }
+    media
+}
+
+fn forwarding_cost_of(members: usize, speakers: usize, batched: bool) {
     let mut net = Net::new(config());
-    net.sfu.create_room("r", None).unwrap();
-    let members = 10;
+    net.sfu.create_room("r", Some(members)).unwrap();
     for i in 0..members {
         net.join("r", &format!("p{i}")).unwrap();
     }
     net.connect();
     let mut sfu_time = Duration::ZERO;
     let mut forwarded = 0_u64;
-    let payload = [TOC_20MS; 80];
-    for round in 0..1_000_u32 {
-        net.now += Duration::from_millis(20);
+    let mut timeouts = 0_u64;
+    let payload = [TOC_20MS; 160];
+    let rounds = 500_u32;
+    let mut batch = Vec::new();
+    for round in 0..rounds {
         let now = net.now;
-        for speaker in 0..2 {
-            assert!(net.peers[speaker].session.send_audio(now, &payload, 20));
+        batch.clear();
+        for speaker in 0..speakers {
+            let session = &mut net.peers[speaker].session;
+            assert!(session.send_audio(now, &payload, 20));
+            // str0m sends a written packet on its next timeout, as the peer's loop does.
+            session.handle_timeout(now);
             while let Some((_, data)) = net.peers[speaker].session.poll_transmit() {
-                let source = net.peers[speaker].addr;
-                let started = Instant::now();
-                net.sfu.handle_datagram(now, source, &data);
-                sfu_time += started.elapsed();
+                batch.push((net.peers[speaker].addr, data));
             }
         }
         let started = Instant::now();
-        net.sfu.handle_timeout(now);
-        sfu_time += started.elapsed();
-        while let Some((_, data)) = net.sfu.poll_transmit() {
-            // Media only (RFC 7983), not the SFU's STUN answers or RTCP reports.
-            if data.first().is_some_and(|b| (128..=191).contains(b)) && data.get(1) != Some(&200) {
-                forwarded += 1;
+        for (source, data) in &batch {
+            net.sfu.handle_datagram(now, *source, data);
+            if !batched {
+                if net.sfu.poll_timeout().is_some_and(|at| at <= now) {
+                    net.sfu.handle_timeout(now);
+                }
+                forwarded += drain_media(&mut net.sfu);
             }
         }
+        if net.sfu.poll_timeout().is_some_and(|at| at <= now) {
+            net.sfu.handle_timeout(now);
+        }
+        forwarded += drain_media(&mut net.sfu);
+        sfu_time += started.elapsed();
+        for _ in 0..20 {
+            net.now += Duration::from_millis(1);
+            let now = net.now;
+            let started = Instant::now();
+            if net.sfu.poll_timeout().is_some_and(|at| at <= now) {
+                timeouts += 1;
+                net.sfu.handle_timeout(now);
+            }
+            forwarded += drain_media(&mut net.sfu);
+            sfu_time += started.elapsed();
+        }
         if round % 50 == 0 {
+            // Let the peers' RTCP and consent checks through now and then.
             net.step();
         }
     }
-    let per_packet = sfu_time / 2_000;
+    let incoming = u32::try_from(speakers).unwrap() * rounds;
     eprintln!(
-        "{members} members, 2 speakers: {forwarded} datagrams out for 2000 packets in; \
-         {per_packet:?} per incoming packet ({:?} per forwarded copy), {:.0} forwarded/s/core",
+        "{members} members, {speakers} speakers, batched {batched}: {forwarded} copies of {incoming} packets; \
+         {:?} per forwarded copy, {:.0} copies/s/core; {:.1} timer wake-ups/s",
         sfu_time / u32::try_from(forwarded.max(1)).unwrap(),
-        forwarded as f64 / sfu_time.as_secs_f64()
+        forwarded as f64 / sfu_time.as_secs_f64(),
+        timeouts as f64 / (f64::from(rounds) * 0.02),
     );
 }
 
