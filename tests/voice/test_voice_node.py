@@ -28,7 +28,7 @@ from tests.voice.conftest import dominant_frequency, tone
 from voicechat._native.dsp import OpusDecoder, OpusEncoder, audio_level_dbov
 from voicechat._native.sfu import ReceivedPacket
 from voicechat.cache import keys
-from voicechat.sdk import Client, GatewayEvent
+from voicechat.sdk import Channel, Client, GatewayEvent
 from voicechat.sdk.gateway import GatewayError
 from voicechat.sdk.voice import VoiceCall
 
@@ -168,6 +168,36 @@ async def members() -> AsyncIterator[Callable[..., Any]]:
         await member.chat.close()
 
 
+@dataclass
+class Cluster:
+    """A voice node, two API instances in remote mode, and a voice channel: admin and alice on
+    instance A, bob on instance B."""
+
+    node: VoiceNodeProcess
+    api_a: LiveServer
+    api_b: LiveServer
+    admin: Member
+    alice: Member
+    bob: Member
+    channel: Channel
+
+
+@pytest.fixture
+async def cluster(
+    voice_node_factory: Callable[[], VoiceNodeProcess],
+    remote_api_factory: Callable[[], LiveServer],
+    members: Callable[..., Any],
+) -> Cluster:
+    node = await asyncio.to_thread(voice_node_factory)
+    api_a = await asyncio.to_thread(remote_api_factory)
+    api_b = await asyncio.to_thread(remote_api_factory)
+    admin = await members(api_a, "admin")
+    alice = await members(api_a, "alice")
+    bob = await members(api_b, "bob")
+    channel = await admin.chat.create_channel("Lounge", type="voice")
+    return Cluster(node, api_a, api_b, admin, alice, bob, channel)
+
+
 async def _eventually(check: Callable[[], bool], within: float = 30.0) -> None:
     async with asyncio.timeout(within):
         while not check():  # noqa: ASYNC110 (polling what other tasks collect)
@@ -204,25 +234,16 @@ def _health(server: LiveServer) -> dict[str, Any]:
 
 
 async def test_users_on_two_api_instances_talk_through_a_voice_node(
-    voice_node_factory: Callable[[], VoiceNodeProcess],
-    remote_api_factory: Callable[[], LiveServer],
-    members: Callable[..., Any],
-    clean_valkey: str,
+    cluster: Cluster, clean_valkey: str
 ) -> None:
-    node = await asyncio.to_thread(voice_node_factory)
-    api_a = await asyncio.to_thread(remote_api_factory)
-    api_b = await asyncio.to_thread(remote_api_factory)
+    node, api_a = cluster.node, cluster.api_a
+    alice, bob, channel = cluster.alice, cluster.bob, cluster.channel
     health = await asyncio.to_thread(_health, api_a)
     assert health["status"] == "ok"
     assert "sfu" not in health["components"]
     assert health["components"]["voice"]["status"] == "ok"
     assert health["components"]["voice"]["detail"].startswith("1 node,")
     assert node.alive_file.read_text() == f"{node.node_id}\n"  # for a container health check
-
-    admin = await members(api_a, "admin")
-    alice = await members(api_a, "alice")
-    bob = await members(api_b, "bob")
-    channel = await admin.chat.create_channel("Lounge", type="voice")
 
     alice.call = VoiceCall(alice.chat, channel.id)
     joined = await alice.call.join()
@@ -293,18 +314,12 @@ async def test_users_on_two_api_instances_talk_through_a_voice_node(
 
 
 async def test_a_killed_voice_node_is_noticed_and_replaced(
+    cluster: Cluster,
     voice_node_factory: Callable[[], VoiceNodeProcess],
-    remote_api_factory: Callable[[], LiveServer],
-    members: Callable[..., Any],
     clean_valkey: str,
 ) -> None:
-    node = await asyncio.to_thread(voice_node_factory)
-    api_a = await asyncio.to_thread(remote_api_factory)
-    api_b = await asyncio.to_thread(remote_api_factory)
-    admin = await members(api_a, "admin")
-    alice = await members(api_a, "alice")
-    bob = await members(api_b, "bob")
-    channel = await admin.chat.create_channel("Lounge", type="voice")
+    node, api_b = cluster.node, cluster.api_b
+    admin, alice, bob, channel = cluster.admin, cluster.alice, cluster.bob, cluster.channel
     alice.call = VoiceCall(alice.chat, channel.id)
     await alice.call.join()
     bob.call = VoiceCall(bob.chat, channel.id)
@@ -355,18 +370,10 @@ async def test_a_killed_voice_node_is_noticed_and_replaced(
 
 
 async def test_a_dead_api_instance_loses_its_callers_on_the_node(
-    voice_node_factory: Callable[[], VoiceNodeProcess],
-    remote_api_factory: Callable[[], LiveServer],
-    members: Callable[..., Any],
-    clean_valkey: str,
+    cluster: Cluster, clean_valkey: str
 ) -> None:
-    node = await asyncio.to_thread(voice_node_factory)
-    api_a = await asyncio.to_thread(remote_api_factory)
-    api_b = await asyncio.to_thread(remote_api_factory)
-    admin = await members(api_a, "admin")
-    alice = await members(api_a, "alice")
-    bob = await members(api_b, "bob")
-    channel = await admin.chat.create_channel("Lounge", type="voice")
+    node, api_b = cluster.node, cluster.api_b
+    alice, bob, channel = cluster.alice, cluster.bob, cluster.channel
     for member in (alice, bob):
         member.call = VoiceCall(member.chat, channel.id)
         await member.call.join()
