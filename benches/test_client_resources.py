@@ -103,10 +103,12 @@ async def _window(probe: Probe) -> dict[str, float]:
         probe.cpu_seconds() - cpu,
         time.monotonic() - wall,
     )
-    per_thread = {
-        name: round(100 * (seconds - threads.get(name, 0.0)) / wall, 2)
-        for name, seconds in probe.thread_cpu_seconds().items()
-    }
+    # By thread id, then added up by name: a thread started meanwhile counts from zero, one
+    # that ended meanwhile is missing (its time is in the process's total only).
+    per_thread: dict[str, float] = {}
+    for tid, (name, seconds) in probe.thread_cpu_seconds().items():
+        spent = seconds - threads.get(tid, (name, 0.0))[1]
+        per_thread[name] = round(per_thread.get(name, 0.0) + 100 * spent / wall, 2)
     rss = statistics.median(rss for rss, _ in samples)
     uss = statistics.median(uss for _, uss in samples)
     return {
@@ -200,13 +202,22 @@ async def _client(url: str, pulse: PulseAudio, tmp_path: Path) -> dict[str, Any]
     return info
 
 
-def _window_drawn() -> bool:
-    """Whether the screen shows a drawn window (text and panels: many colours)."""
+PACKAGE_WINDOW_TIMEOUT = 120.0  # seconds for the packaged client to draw its window
+PACKAGE_POLL = 0.1  # seconds between screenshots while waiting for it
+
+
+def _screen_colours() -> int:
+    """How many colours the display shows (a drawn window with text and panels: hundreds;
+    an empty screen: one)."""
     from PIL import ImageGrab
 
-    image = ImageGrab.grab(xdisplay=os.environ["DISPLAY"])
-    colours = image.getcolors(maxcolors=4096)
-    return colours is None or len(colours) > 50
+    colours = ImageGrab.grab(xdisplay=os.environ["DISPLAY"]).getcolors(maxcolors=4096)
+    return 4097 if colours is None else len(colours)
+
+
+def _window_drawn() -> bool:
+    """Whether the screen shows a drawn window."""
+    return _screen_colours() > 50
 
 
 def _screenshot(path: Path) -> None:
@@ -215,32 +226,75 @@ def _screenshot(path: Path) -> None:
     ImageGrab.grab(xdisplay=os.environ["DISPLAY"]).save(path)
 
 
+def _process_report(pid: int, log_path: Path) -> str:
+    """What a process is doing (state and threads from /proc) and the end of its log."""
+    lines = []
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        lines += [line for line in status if line.startswith(("State:", "Threads:", "VmRSS:"))]
+        for entry in os.scandir(f"/proc/{pid}/task"):
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                wchan = Path(entry.path, "wchan").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            state = stat[stat.rindex(")") + 2]
+            lines.append(f"  thread {entry.name} {name!r} state {state} waiting in {wchan}")
+    except OSError:
+        lines.append("(the process has ended)")
+    log = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+    return "\n".join(lines) + f"\n--- {log_path.name} ---\n{log}"
+
+
 async def _packaged_client(home: Path, tmp_path: Path) -> dict[str, Any]:
     """The PyInstaller build resuming the same session: launch -> a drawn window (polling
-    screenshots; no frame counter in the package), then idle memory and CPU."""
-    assert not await asyncio.to_thread(_window_drawn), "another window is still on the display"
-    with (tmp_path / "package.log").open("wb") as log:
+    screenshots every PACKAGE_POLL s; no frame counter in the package), then idle memory and
+    CPU."""
+    deadline = time.monotonic() + 15
+    while await asyncio.to_thread(_window_drawn):  # the probed client's window closing
+        assert time.monotonic() < deadline, "another window is still on the display"
+        await asyncio.sleep(0.2)
+    log_path = tmp_path / "package.log"
+    with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             str(PACKAGED), env=client_env(home), stdout=log, stderr=subprocess.STDOUT
         )
     launched = time.monotonic()
     try:
-        while not await asyncio.to_thread(_window_drawn):
-            log = (tmp_path / "package.log").read_text(errors="replace")[-4000:]
-            assert process.returncode is None, f"the packaged client exited:\n{log}"
-            if time.monotonic() - launched > 60:
-                await asyncio.to_thread(_screenshot, tmp_path / "package-timeout.png")
-                raise AssertionError(f"the packaged client drew no window in 60 s:\n{log}")
-            await asyncio.sleep(0.05)
+        while True:
+            colours = await asyncio.to_thread(_screen_colours)
+            if colours > 50:
+                break
+            if process.returncode is not None:
+                raise AssertionError(
+                    f"the packaged client exited ({process.returncode}) before drawing its "
+                    f"window:\n{_process_report(process.pid, log_path)}"
+                )
+            waited = time.monotonic() - launched
+            if waited > PACKAGE_WINDOW_TIMEOUT:
+                shot = tmp_path / "package-timeout.png"
+                await asyncio.to_thread(_screenshot, shot)
+                raise AssertionError(
+                    f"the packaged client drew no window in {waited:.0f} s (the screen shows "
+                    f"{colours} colours; {shot}):\n{_process_report(process.pid, log_path)}"
+                )
+            await asyncio.sleep(PACKAGE_POLL)
         drawn = time.monotonic() - launched
         probe = _Attached(process.pid)
         await asyncio.sleep(5.0)  # the same settling time the probed client needed, at most
-        cpu, wall = probe.cpu_seconds(), time.monotonic()
-        samples = []
-        for _ in range(int(WINDOW)):
-            await asyncio.sleep(1.0)
-            samples.append(probe.memory())
-        cpu, wall = probe.cpu_seconds() - cpu, time.monotonic() - wall
+        try:
+            cpu, wall = probe.cpu_seconds(), time.monotonic()
+            samples = []
+            for _ in range(int(WINDOW)):
+                await asyncio.sleep(1.0)
+                samples.append(probe.memory())
+            cpu, wall = probe.cpu_seconds() - cpu, time.monotonic() - wall
+        except FileNotFoundError:
+            raise AssertionError(
+                f"the packaged client exited ({process.returncode}) while measured:\n"
+                + _process_report(process.pid, log_path)
+            ) from None
         rss = statistics.median(rss for rss, _ in samples)
         uss = statistics.median(uss for _, uss in samples)
         return {
@@ -250,7 +304,8 @@ async def _packaged_client(home: Path, tmp_path: Path) -> dict[str, Any]:
             "cpu_percent": round(100 * cpu / wall, 2),
         }
     finally:
-        process.terminate()
+        if process.returncode is None:
+            process.terminate()
         try:
             await asyncio.wait_for(process.wait(), 15)
         except TimeoutError:

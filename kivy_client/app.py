@@ -5,6 +5,8 @@ Everything runs on one asyncio loop (`App.async_run(async_lib="asyncio")`): SDK 
 are started with :meth:`VoicechatApp.spawn`, which turns any failure into a readable toast
 instead of a traceback. SDK changes only mark parts of the window dirty; one Clock trigger per
 frame redraws them, so a burst of events costs one redraw and an idle window draws nothing.
+While nothing happens for a couple of seconds, Kivy's loop also wakes less often
+(`kivy_client.idle`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.lang import Builder
-from kivy.properties import ObjectProperty, StringProperty
+from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, Screen, ScreenManager
 
 from kivy_client import KV_DIR
+from kivy_client.idle import IdleRate
 from kivy_client.widgets import common  # noqa: F401  (registers the kv widget classes)
 from voicechat.sdk.app import AppSession, ClientSettings, readable_error
 
@@ -81,6 +84,8 @@ class VoicechatApp(App):  # type: ignore[misc]
     session: AppSession | None = ObjectProperty(None, allownone=True)
     connection_state = StringProperty("offline")
     toast_text = StringProperty("")
+    # Whether text cursors blink (the kv rule of `Field` follows it; see kivy_client.idle).
+    cursor_blink = BooleanProperty(True)
 
     def __init__(
         self,
@@ -101,6 +106,8 @@ class VoicechatApp(App):  # type: ignore[misc]
         self._hide_toast = Clock.create_trigger(self._clear_toast, 4.0)
         self._unsubscribe: Any = None
         self._error_handler = _ToastOnError(self)
+        self.idle_rate = IdleRate()
+        self.idle_rate.bind(cursor_blink=self.setter("cursor_blink"))
         # Set once the first screen (login or main) is showing: tests and the start-up
         # measurement wait on it.
         self.ready = asyncio.Event()
@@ -116,6 +123,7 @@ class VoicechatApp(App):  # type: ignore[misc]
         manager.transition = NoTransition()
         manager.add_widget(LoginScreen(name="login"))
         Window.clearcolor = (0.19, 0.2, 0.22, 1)
+        self.idle_rate.start()
         return root
 
     async def run_async(self) -> None:
@@ -127,6 +135,7 @@ class VoicechatApp(App):  # type: ignore[misc]
             self.spawn(self._boot(), "restoring your session")
             await self.async_run(async_lib="asyncio")
         finally:
+            self.idle_rate.stop()
             ExceptionManager.remove_handler(self._error_handler)
             await self._shutdown()
 
@@ -232,6 +241,7 @@ class VoicechatApp(App):  # type: ignore[misc]
         return task
 
     def _on_change(self, change: Change) -> None:
+        self.idle_rate.wake()  # the redraw below runs at the next wake-up of the loop
         if change.kind == "session_ended":
             # Logged out elsewhere or the tokens were revoked: back to Login, saying why.
             session = self.session

@@ -81,6 +81,9 @@ class MainScreen(ClientScreen):
         self._quality_poll = Clock.create_trigger(self._draw_quality, 2.0)
         # What the side panels show now, to rebuild them only when it changed.
         self._sidebar_rows: list[tuple[Any, ...]] = []
+        # The voice participant rows on screen, in the order of their sidebar rows: speaking
+        # and mute changes update these in place instead of rebuilding the list.
+        self._participant_widgets: list[VoiceParticipantRow] = []
         self._member_rows: list[tuple[str, str, str]] = []
         Window.bind(on_key_down=self._on_key_down, on_key_up=self._on_key_up)
         self.bind(width=self._on_width)
@@ -94,6 +97,7 @@ class MainScreen(ClientScreen):
         self.messages.pin_to_newest()
         self.messages.set_rows([])
         self._sidebar_rows, self._member_rows = [], []
+        self._participant_widgets = []
 
     @property
     def session(self) -> Any:
@@ -165,7 +169,18 @@ class MainScreen(ClientScreen):
                 rows.append(("channel", str(channel.id), "dm", title, selected, unread))
         if rows == self._sidebar_rows:
             return  # unchanged: keep the widgets (and their positions)
+        if _layout(rows) == _layout(self._sidebar_rows):
+            # Only who speaks or is muted changed (several times a second in a call): update
+            # those rows' properties; their kv bindings redraw just the ring and the name.
+            self._sidebar_rows = rows
+            participants = [values for kind, *values in rows if kind == "participant"]
+            for widget, (_user_id, _label, speaking, muted) in zip(
+                self._participant_widgets, participants, strict=True
+            ):
+                widget.speaking, widget.muted = speaking, muted
+            return
         self._sidebar_rows = rows
+        self._participant_widgets = []
         box = self.ids.channel_list
         box.clear_widgets()
         for kind, *values in rows:
@@ -185,21 +200,22 @@ class MainScreen(ClientScreen):
                 box.add_widget(row)
             else:
                 user_id, label, speaking, muted = values
-                box.add_widget(
-                    VoiceParticipantRow(
-                        user_id=user_id,
-                        label=label,
-                        speaking=speaking,
-                        muted=muted,
-                        height=row_height("participant"),
-                    )
+                participant = VoiceParticipantRow(
+                    user_id=user_id,
+                    label=label,
+                    speaking=speaking,
+                    muted=muted,
+                    height=row_height("participant"),
                 )
+                self._participant_widgets.append(participant)
+                box.add_widget(participant)
 
     def _draw_voice(self, session: Any) -> None:
         voice = session.voice
         self.in_voice = voice is not None
         if voice is None:
             self.voice_title, self.voice_quality = "", ""
+            self._quality_poll.cancel()
             return
         channel = _find_channel(session, str(voice.channel_id))
         self.voice_title = channel.name if channel is not None else "Voice"
@@ -207,8 +223,8 @@ class MainScreen(ClientScreen):
         self.self_deafened = bool(voice.deafened)
         if not voice.connected:
             self.voice_quality = "Connecting…"
-        else:
-            self._draw_quality(0)
+        elif not self._quality_poll.is_triggered or self.voice_quality == "Connecting…":
+            self._draw_quality(0)  # then every 2 s (not on each speaking change)
 
     def _draw_quality(self, _dt: float) -> None:
         """The engine's connection quality (polled every 2 s, only while in a call)."""
@@ -562,6 +578,11 @@ class MainScreen(ClientScreen):
             self.session.push_to_talk(False)
             return True
         return False
+
+
+def _layout(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Sidebar rows without what a participant row updates in place (speaking, muted)."""
+    return [row[:3] if row[0] == "participant" else row for row in rows]
 
 
 def _key_name(key: int) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.tests.common import UnitTestTouch
 from PIL import Image
@@ -27,9 +28,21 @@ KEYS = {
 
 
 async def frames(count: int = 3) -> None:
-    """Let the window run a few frames (layout, then drawing)."""
-    for _ in range(count):
-        await asyncio.sleep(1 / 30)
+    """Let the window run a few frames (layout, then drawing): `count` wake-ups of Kivy's
+    loop, which come up to 30 times a second, or 10 while the client is idle."""
+    done = asyncio.Event()
+    seen = 0
+
+    def tick(_dt: float) -> bool:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
+            done.set()
+            return False  # unschedules it
+        return True
+
+    Clock.schedule_interval(tick, 0)
+    await done.wait()
 
 
 async def wait_until(predicate: Callable[[], Any], what: str, within: float = 20.0) -> Any:

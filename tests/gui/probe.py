@@ -13,6 +13,8 @@ window's `on_flip`; the probe counts those. It prints, one per line on stdout:
 - answers to commands read from stdin: ``frames`` -> ``frames <count>``; ``join <channel id>``
   -> ``joined`` once the voice call is connected (``error <sentence>`` if it failed);
   ``leave`` -> ``left``; ``threads`` -> ``threads <tid>:<name>,...`` (Python's threads);
+  ``ticks`` -> ``ticks <count> <t>`` (how often Kivy's loop has woken up: `Clock.frames`, drawn
+  or not); ``key`` presses and releases Shift (input that changes nothing) -> ``pressed``;
   ``quit`` closes the window.
 """
 
@@ -91,6 +93,14 @@ async def _serve(app: Any, frames: _Frames, mode: str) -> None:
         command, _, argument = (await commands.get()).partition(" ")
         if command == "frames":
             _say(f"frames {frames.count}")
+        elif command == "ticks":
+            from kivy.clock import Clock
+
+            _say(f"ticks {Clock.frames} {time.monotonic():.6f}")
+        elif command == "key":
+            Window.dispatch("on_key_down", 304, 225, None, [])  # Shift
+            Window.dispatch("on_key_up", 304, 225)
+            _say("pressed")
         elif command == "threads":
             # Python's threads by OS thread id (the OS only knows them as the process's name).
             names = ",".join(
@@ -229,6 +239,12 @@ class Probe:
         self.send("frames")
         return int(self.expect("frames")[1])
 
+    def ticks(self) -> tuple[int, float]:
+        """(How many times Kivy's loop has woken up so far, when: `time.monotonic()`)."""
+        self.send("ticks")
+        _, count, when = self.expect("ticks")
+        return int(count), float(when)
+
     def memory(self) -> tuple[int, int]:
         """(RSS, USS) in KiB: resident, and resident only in this process (private pages)."""
         fields: dict[str, int] = {}
@@ -243,24 +259,39 @@ class Probe:
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def thread_cpu_seconds(self) -> dict[str, float]:
-        """CPU time so far per thread name (Python's thread names where it has them, else the
-        OS's; threads of the same name added up)."""
+    def thread_cpu_seconds(self) -> dict[str, tuple[str, float]]:
+        """(name, CPU seconds so far) per thread id: Python's thread names where it has them,
+        else the OS's (see :meth:`thread_times`)."""
         self.send("threads")
         python_names = dict(
             item.split(":", 1) for item in self.expect("threads")[1].split(",") if item
         )
-        per_name: dict[str, float] = {}
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
+        return {
+            tid: (python_names.get(tid) or name, seconds)
+            for tid, (name, seconds) in self.thread_times().items()
+        }
+
+    def thread_times(self) -> dict[str, tuple[str, float]]:
+        """(OS name, CPU seconds so far) per thread id, of the threads alive now.
+
+        Threads come and go while this reads `/proc`: one listed but gone by the time its
+        `stat` is read (or half-read) is left out, as if it had ended before the listing.
+        """
+        times: dict[str, tuple[str, float]] = {}
+        try:
+            tids = [entry.name for entry in os.scandir(f"/proc/{self.pid}/task")]
+        except FileNotFoundError:  # the process itself has ended
+            return times
+        for tid in tids:
             try:
-                stat = (task / "stat").read_text()
-            except OSError:  # the thread ended meanwhile
+                stat = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text()
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2 :].split()
+                seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, ValueError, IndexError):  # ended meanwhile (ESRCH, ENOENT)
                 continue
-            name = python_names.get(task.name) or stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2 :].split()
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            per_name[name] = per_name.get(name, 0.0) + seconds
-        return per_name
+            times[tid] = (name, seconds)
+        return times
 
     def close(self) -> int:
         """Ask the window to close (killing the process if it does not); its exit status."""

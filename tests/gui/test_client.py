@@ -340,7 +340,15 @@ async def _voice(app: Any, driver: Any, bob: Client, tmp_path: Path, artifacts: 
     playing = asyncio.ensure_future(player.play(bob, "Lounge", _tone(tmp_path / "tone.wav")))
     try:
         assert bob.user is not None
-        await driver.wait_until(lambda: speaking(str(bob.user.id)), "bob speaking", 30)
+        bob_id = str(bob.user.id)
+        await driver.wait_until(
+            lambda: driver.find(main.ids.channel_list, VoiceParticipantRow, user_id=bob_id),
+            "bob under Lounge",
+        )
+        rows_before = list(main.ids.channel_list.children)
+        await driver.wait_until(lambda: speaking(bob_id), "bob speaking", 30)
+        # Speaking lights up bob's row where it is: the sidebar is not built anew.
+        assert main.ids.channel_list.children == rows_before
         await driver.screenshot(artifacts / "voice.png")
     finally:
         await playing
