@@ -380,7 +380,7 @@ async def _menu(driver: Any, main: Any, text: str, action: str) -> None:
     from kivy_client.widgets.common import FlatButton
 
     view = main.ids.messages
-    row = await driver.wait_until(lambda: _row(driver, main, text), f"the row {text!r}")
+    await driver.wait_until(lambda: _row(driver, main, text), f"the row {text!r}")
 
     def menu_button_in_view() -> bool:
         button = _row(driver, main, text).ids.menu_button
@@ -390,8 +390,18 @@ async def _menu(driver: Any, main: Any, text: str, action: str) -> None:
 
     # A tall message's menu button is at its top: scroll up to it first.
     await driver.wheel(view, "up", until=menu_button_in_view, what="the menu button", notches=1)
-    row = _row(driver, main, text)
-    await driver.tap(row.ids.menu_button)
+
+    # Click once the list has come to rest: a scroll still settling (or a row the RecycleView
+    # is laying out again) moves the button between finding it and clicking it.
+    previous = None
+    for _ in range(100):
+        await driver.frames(1)
+        button = _row(driver, main, text).ids.menu_button
+        here = button.to_window(*button.center)
+        if here == previous and menu_button_in_view():
+            break
+        previous = here
+    await driver.tap(_row(driver, main, text).ids.menu_button)
     (button,) = await driver.wait_until(
         lambda: driver.find(None, FlatButton, text=action), f"the {action} menu item"
     )
