@@ -10,11 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -31,6 +28,7 @@ from redis import Redis
 from tests.conftest import LiveServer
 from tests.utils.auth import bearer, register
 from tests.utils.net import free_port
+from tests.utils.oidc import MockProvider, start_provider
 from voicechat.api import create_app
 from voicechat.auth.sso import (
     IdentityProvider,
@@ -50,53 +48,16 @@ LOOPBACK = "http://127.0.0.1:53682/callback"
 ALLOWED = "https://chat.example.com/sso/done"
 
 
-@dataclass
-class MockProvider:
-    """A running `oidc-provider-mock` process."""
-
-    issuer: str
-    process: subprocess.Popen[bytes]
-
-    def put_user(self, sub: str, claims: dict[str, Any]) -> None:
-        """Register (or replace) the claims the provider asserts for `sub`."""
-        response = httpx.put(f"{self.issuer}/users/{sub}", json=claims, timeout=5)
-        assert response.status_code == 204, response.text
-
-
-def _start_provider(log_path: Path) -> MockProvider:
-    port = free_port()
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    issuer = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"oidc-provider-mock exited:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=1).is_success:
-                return MockProvider(issuer, process)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.terminate()
-    raise AssertionError(f"oidc-provider-mock did not start:\n{log_path.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MockProvider, ...]]:
     """Two independent providers (two issuers, two key pairs), shared by this module."""
     root = tmp_path_factory.mktemp("oidc")
-    started = [_start_provider(root / f"provider-{i}.log") for i in range(2)]
+    started = [start_provider(root / f"provider-{i}.log") for i in range(2)]
     try:
         yield tuple(started)
     finally:
         for provider in started:
-            provider.process.terminate()
-            provider.process.wait(10)
+            provider.stop()
 
 
 @pytest.fixture

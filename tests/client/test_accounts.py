@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,7 @@ from tests.client.conftest import ServerEnv, SessionFactory, headless_settings, 
 from tests.conftest import LiveServer
 from tests.utils.auth import DEFAULT_PASSWORD
 from tests.utils.net import free_port
+from tests.utils.oidc import running_provider
 from voicechat.sdk import AuthError, ConflictError, RateLimitedError
 from voicechat.sdk.app import AppSession, Change, MfaRequired, TokenStore, readable_error
 
@@ -142,30 +141,8 @@ async def test_readable_errors_for_what_goes_wrong_at_login(
 @pytest.fixture
 def provider(tmp_path: Path) -> Iterator[str]:
     """A running `oidc-provider-mock` on loopback; yields its issuer URL."""
-    port = free_port()
-    log_path = tmp_path / "oidc-provider.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=1).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"provider did not start:\n{log_path.read_text()}"
-            time.sleep(0.1)
-        yield issuer
-    finally:
-        process.terminate()
-        process.wait(10)
+    with running_provider(tmp_path / "oidc-provider.log") as idp:
+        yield idp.issuer
 
 
 @pytest.mark.slow

@@ -11,16 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import LiveServer
 from tests.utils.net import free_port
+from tests.utils.oidc import running_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREEN = "1280x800x24"
@@ -84,35 +82,8 @@ def artifacts() -> Path:
 @pytest.fixture
 def oidc_issuer(tmp_path: Path) -> Iterator[str]:
     """A running `oidc-provider-mock` on loopback (the SSO provider); yields its issuer URL."""
-    port = free_port()
-    log_path = tmp_path / "oidc-provider.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_url(f"{issuer}/.well-known/openid-configuration", process, log_path)
-        yield issuer
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def wait_for_url(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Until `url` answers 2xx (the process must stay alive meanwhile)."""
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            if httpx.get(url, timeout=1).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not come up:\n{log_path.read_text()}"
-        time.sleep(0.1)
+    with running_provider(tmp_path / "oidc-provider.log") as idp:
+        yield idp.issuer
 
 
 @pytest.fixture
