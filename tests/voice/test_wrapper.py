@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from pathlib import Path
+
+import pytest
 
 from voicechat._native.sfu import SfuConfig, SfuEvent
 from voicechat.voice import Peer, Sfu
@@ -46,3 +50,25 @@ async def test_closing_ends_the_event_iterator() -> None:
 
 async def _drain(sfu: Sfu) -> list[SfuEvent]:
     return [event async for event in sfu.events()]
+
+
+def _sysctl(name: str) -> int:
+    return int(Path(f"/proc/sys/net/core/{name}").read_text())
+
+
+async def test_media_socket_buffers_are_what_the_kernel_allows_and_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The SFU asks for 4 MiB; Linux caps it at rmem_max/wmem_max and reports twice that.
+    asked = 4 * 1024 * 1024
+    expected = (2 * min(_sysctl("rmem_max"), asked), 2 * min(_sysctl("wmem_max"), asked))
+    with caplog.at_level(logging.INFO, logger="voicechat.voice.media"):
+        async with Sfu(SfuConfig(media_port=0, worker_threads=2)) as sfu:
+            assert sfu.native.socket_buffer_sizes == [expected, expected]
+    (record,) = [r for r in caplog.records if "receive buffer" in r.getMessage()]
+    if expected[0] // 2 < asked:
+        assert record.levelno == logging.WARNING
+        assert "sysctl -w net.core.rmem_max=4194304" in record.getMessage()
+    else:
+        assert record.levelno == logging.INFO
+        assert record.getMessage() == "SFU media sockets: 4.0 MiB receive buffers"

@@ -264,6 +264,13 @@ impl PySfu {
             .collect()
     }
 
+    /// (receive, send) buffer sizes in bytes the kernel granted each media thread's socket,
+    /// thread 0 first, as Linux reports them (twice what it set aside).
+    #[getter]
+    fn socket_buffer_sizes(&self) -> Vec<(usize, usize)> {
+        self.inner.socket_buffer_sizes()
+    }
+
     /// Create a room, or change an existing room's user limit.
     #[pyo3(signature = (room_id, user_limit = None))]
     fn create_room(

@@ -109,6 +109,11 @@ class Sfu:
     @property
     def local_addrs(self) -> list[tuple[str, int]]:
         """(host, port) of every media thread's socket, thread 0 first."""
+    @property
+    def socket_buffer_sizes(self) -> list[tuple[int, int]]:
+        """(receive, send) buffer sizes in bytes the kernel granted each media thread's socket,
+        thread 0 first, as Linux reports them (twice what it set aside). The SFU asks for 4 MiB;
+        Linux caps it at `net.core.rmem_max` / `wmem_max`."""
     def create_room(self, room_id: str, user_limit: int | None = None) -> None:
         """Create a room, or change an existing room's user limit.
 

@@ -8,6 +8,7 @@ waits. Events and packets are pulled in batches by a worker thread and handed to
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -17,6 +18,11 @@ from voicechat._native import SfuStoppedError
 from voicechat._native import sfu as _sfu
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+#: The receive buffer the SFU asks for per media socket; bursts beyond it are dropped.
+WANTED_SOCKET_BUFFER = 4 * 1024 * 1024
 
 #: Seconds one background poll for events or packets may wait.
 POLL_INTERVAL = 0.2
@@ -71,6 +77,7 @@ class Sfu:
     def __init__(self, config: _sfu.SfuConfig | None = None) -> None:
         self.native = _sfu.Sfu(config)
         self._events = _Poller(self._poll_events)
+        _report_buffers(self.native.socket_buffer_sizes)
 
     def _poll_events(self, timeout: float) -> list[_sfu.SfuEvent]:
         return self.native.poll_events(timeout)
@@ -235,3 +242,18 @@ class Peer:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _report_buffers(sizes: list[tuple[int, int]]) -> None:
+    # Linux reports twice what it set aside, and caps what it sets aside at net.core.rmem_max.
+    receive = min(granted for granted, _ in sizes) // 2
+    mib = receive / (1024 * 1024)
+    if receive < WANTED_SOCKET_BUFFER:
+        log.warning(
+            "SFU media sockets got a %.2f MiB receive buffer, not the 4 MiB asked: bursts will "
+            "drop packets under load; raise it with `sysctl -w net.core.rmem_max=%d`",
+            mib,
+            WANTED_SOCKET_BUFFER,
+        )
+    else:
+        log.info("SFU media sockets: %.1f MiB receive buffers", mib)
