@@ -241,6 +241,7 @@ async def _run_voice_node(settings: Settings) -> None:
     from voicechat._native import SfuError
     from voicechat.cache import create_cache
     from voicechat.voice import sfu_config
+    from voicechat.voice.media import check_socket_buffers
     from voicechat.voice.node import VoiceNode
 
     assert settings.valkey_url is not None
@@ -268,6 +269,7 @@ async def _run_voice_node(settings: Settings) -> None:
         ports = node.sfu.ports
         click.echo(f"  media     udp {_url_host(host)}:{ports} (capacity {node.capacity})")
         log.info("voice node %s: serving udp %s:%d", node.node_id, host, port)
+        check_socket_buffers(node.sfu)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,7 +77,6 @@ class Sfu:
     def __init__(self, config: _sfu.SfuConfig | None = None) -> None:
         self.native = _sfu.Sfu(config)
         self._events = _Poller(self._poll_events)
-        _report_buffers(self.native.socket_buffer_sizes)
 
     def _poll_events(self, timeout: float) -> list[_sfu.SfuEvent]:
         return self.native.poll_events(timeout)
@@ -244,16 +243,15 @@ class Peer:
         await self.aclose()
 
 
-def _report_buffers(sizes: list[tuple[int, int]]) -> None:
+def check_socket_buffers(sfu: Sfu) -> None:
+    """Warn (naming the sysctl to raise) when the kernel gave the media sockets less receive
+    buffer than the SFU asked for; called once the SFU has started serving."""
     # Linux reports twice what it set aside, and caps what it sets aside at net.core.rmem_max.
-    receive = min(granted for granted, _ in sizes) // 2
-    mib = receive / (1024 * 1024)
+    receive = min(granted for granted, _ in sfu.native.socket_buffer_sizes) // 2
     if receive < WANTED_SOCKET_BUFFER:
         log.warning(
             "SFU media sockets got a %.2f MiB receive buffer, not the 4 MiB asked: bursts will "
             "drop packets under load; raise it with `sysctl -w net.core.rmem_max=%d`",
-            mib,
+            receive / (1024 * 1024),
             WANTED_SOCKET_BUFFER,
         )
-    else:
-        log.info("SFU media sockets: %.1f MiB receive buffers", mib)

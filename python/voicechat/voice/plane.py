@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from voicechat._native import UnknownRoomError
 from voicechat._native import sfu as native_sfu
 from voicechat.errors import ServiceUnavailable
-from voicechat.voice.media import Sfu
+from voicechat.voice.media import Sfu, check_socket_buffers
 
 EventKind = Literal["connected", "left", "speaking", "offer"]
 
@@ -153,6 +153,7 @@ class LocalMediaPlane:
     async def start(self) -> None:
         """Bind the UDP media socket and start the media thread."""
         self.sfu = await asyncio.to_thread(Sfu, self._config)
+        check_socket_buffers(self.sfu)
 
     async def check_available(self) -> None:
         """Raise `VoiceUnavailable` unless the SFU runs."""
