@@ -80,11 +80,11 @@ def test_session_applies_message_events(benchmark: Any, channel_id: str, tmp_pat
     session.subscribe(redraw)
 
     async def apply() -> None:
-        session._timelines.clear()
+        session.conversations.forget_all()
         timeline = session.timeline(channel_id)
         timeline.loaded = True
         for event in events:
-            await session._on_event(event)
+            await session.events.apply(event)
         assert len(timeline.messages) == EVENTS
 
     try:

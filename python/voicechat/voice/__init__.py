@@ -6,9 +6,17 @@ their own media threads; these wrappers only move blocking calls off the event l
 `remote`); `node` is the `voicechat voice` process's side of that control channel (`control`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from voicechat._native.sfu import ParticipantStats, ReceivedPacket, SfuConfig, SfuEvent
-from voicechat.settings import Settings
 from voicechat.voice.media import Peer, Sfu
+
+if TYPE_CHECKING:
+    # Only a type here: the SDK's voice call imports `voicechat.voice.media` (the client
+    # peer) and must not load the server's settings with it.
+    from voicechat.settings import Settings
 
 __all__ = [
     "ParticipantStats",

@@ -18,9 +18,11 @@ its :class:`Change` notifications; tests drive the same objects against a real s
     await session.send(channel_id, "hello")
 """
 
+from voicechat.sdk.app.engines import DeviceEngineFactory, EngineFactory, VoiceEngineLike
 from voicechat.sdk.app.readable import readable_error
-from voicechat.sdk.app.session import AppSession, MfaChallenge, MfaRequired, Provider
+from voicechat.sdk.app.session import AppSession
 from voicechat.sdk.app.settings import AudioSettings, ClientSettings, client_home
+from voicechat.sdk.app.signin import MfaChallenge, MfaRequired, Provider
 from voicechat.sdk.app.sso import LoopbackRedirect, SsoError
 from voicechat.sdk.app.state import (
     CategoryGroup,
@@ -28,13 +30,11 @@ from voicechat.sdk.app.state import (
     ChannelTree,
     ConnectionState,
     Member,
-    Timeline,
-    TimelineEntry,
     VoiceParticipant,
     VoiceState,
 )
+from voicechat.sdk.app.timeline import Timeline, TimelineEntry
 from voicechat.sdk.app.tokens import StoredTokens, TokenStore
-from voicechat.sdk.app.voice import DeviceEngineFactory, EngineFactory, VoiceEngineLike
 
 __all__ = [
     "AppSession",

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,12 @@ def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def account_file(home: Path, folder: str, server_url: str, username: str, suffix: str) -> Path:
+    """A file of one account on one server: `<home>/<folder>/<host>-<username><suffix>`."""
+    host = re.sub(r"[^a-z0-9.-]+", "_", server_url.split("://", 1)[-1].lower())
+    return home / folder / f"{host}-{username}{suffix}"
 
 
 class AudioSettings(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from voicechat.sdk.app.settings import AudioSettings
-from voicechat.sdk.voice import VoiceCall
+from voicechat.sdk.call import VoiceCall
 
 
 class VoiceEngineLike(Protocol):
