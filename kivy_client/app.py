@@ -33,6 +33,8 @@ from kivy_client.widgets import common  # noqa: F401  (registers the kv widget c
 from voicechat.sdk.app import AppSession, ClientSettings, readable_error
 
 if TYPE_CHECKING:
+    from kivy_client.screens.login import LoginScreen
+    from kivy_client.screens.main import MainScreen
     from voicechat.sdk.app import Change, EngineFactory
 
 log = logging.getLogger("voicechat.client")
@@ -104,7 +106,7 @@ class VoicechatApp(App):  # type: ignore[misc]
         self._dirty: set[str] = set()
         self._redraw = Clock.create_trigger(self._flush_changes, 0)
         self._hide_toast = Clock.create_trigger(self._clear_toast, 4.0)
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._error_handler = _ToastOnError(self)
         self.idle_rate = IdleRate()
         self.idle_rate.bind(cursor_blink=self.setter("cursor_blink"))
@@ -150,7 +152,7 @@ class VoicechatApp(App):  # type: ignore[misc]
         except Exception as exc:
             log.info("client: stored session not resumed", exc_info=True)
             self.show_screen("login")
-            self.screen("login").show_error(readable_error(exc))
+            self.login_screen().show_error(readable_error(exc))
             session = None
         if session is None:
             self.show_screen("login")
@@ -164,7 +166,7 @@ class VoicechatApp(App):  # type: ignore[misc]
             self._unsubscribe()
         self.session = session
         if self.manager.has_screen("main"):
-            self.screen("main").reset()  # a new session: nothing of the last one shows
+            self.main_screen().reset()  # a new session: nothing of the last one shows
         self._unsubscribe = session.subscribe(self._on_change)
         await session.start()
         self.connection_state = str(session.state)
@@ -205,13 +207,30 @@ class VoicechatApp(App):  # type: ignore[misc]
         manager: ScreenManager = self.root.ids.screens
         return manager
 
-    def screen(self, name: str) -> Any:
+    def screen(self, name: str) -> ClientScreen:
         """The screen called `name`, built on first use."""
         if not self.manager.has_screen(name):
             module_name, _, class_name = _LAZY_SCREENS[name].partition(":")
             module = importlib.import_module(module_name)
             self.manager.add_widget(getattr(module, class_name)(name=name))
-        return self.manager.get_screen(name)
+        screen: ClientScreen = self.manager.get_screen(name)
+        return screen
+
+    def login_screen(self) -> LoginScreen:
+        """The Login screen."""
+        from kivy_client.screens.login import LoginScreen
+
+        screen = self.screen("login")
+        assert isinstance(screen, LoginScreen)
+        return screen
+
+    def main_screen(self) -> MainScreen:
+        """The main screen (built on first use)."""
+        from kivy_client.screens.main import MainScreen
+
+        screen = self.screen("main")
+        assert isinstance(screen, MainScreen)
+        return screen
 
     def show_screen(self, name: str) -> None:
         """Switch to a screen (redrawing it from the session first)."""
@@ -249,7 +268,7 @@ class VoicechatApp(App):  # type: ignore[misc]
             if session is not None and self.manager.current != "login":
                 self.spawn(self.leave_session(logout=False), "close the session")
                 if reason:
-                    self.screen("login").show_error(reason)
+                    self.login_screen().show_error(reason)
             return
         self._dirty.add(str(change.kind))
         self._redraw()
@@ -291,3 +310,15 @@ def _load_settings() -> ClientSettings:
     except Exception:
         log.warning("client: settings unreadable, using defaults", exc_info=True)
         return ClientSettings()
+
+
+def running_app() -> VoicechatApp:
+    """The running client, for screens and widgets.
+
+    Raises:
+        LookupError: no voicechat client is running.
+    """
+    app = App.get_running_app()
+    if not isinstance(app, VoicechatApp):
+        raise LookupError("the voicechat client is not running")
+    return app

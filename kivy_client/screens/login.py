@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
-from kivy.app import App
 from kivy.clock import Clock
 from kivy.lang import Builder
 from kivy.properties import BooleanProperty, StringProperty
 
 from kivy_client import KV_DIR
-from kivy_client.app import ClientScreen
+from kivy_client.app import ClientScreen, running_app
 from kivy_client.widgets.common import FlatButton
-from voicechat.sdk.app import AppSession, MfaRequired, readable_error
+from voicechat.sdk.app import AppSession, MfaChallenge, MfaRequired, readable_error
 
 Builder.load_file(str(KV_DIR / "login.kv"))
 
@@ -31,13 +31,13 @@ class LoginScreen(ClientScreen):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._challenge: Any = None
+        self._challenge: MfaChallenge | None = None
         self._providers_for = ""
         self._fetch_providers = Clock.create_trigger(self._load_providers, 0.6)
         Clock.schedule_once(self._prefill, 0)
 
     def _prefill(self, _dt: float) -> None:
-        app = App.get_running_app()
+        app = running_app()
         self.ids.server.text = app.server_url_hint
         self.ids.username.text = app.settings.username or ""
         if self.ids.server.text:
@@ -88,7 +88,7 @@ class LoginScreen(ClientScreen):
         challenge, self._challenge = self._challenge, None
         self.mfa, self.error = False, ""
         if challenge is not None:
-            App.get_running_app().spawn(challenge.cancel(), "cancel the sign-in")
+            running_app().spawn(challenge.cancel(), "cancel the sign-in")
 
     def start_sso(self, provider_id: str) -> None:
         """Log in through a provider in the system browser."""
@@ -99,9 +99,9 @@ class LoginScreen(ClientScreen):
 
     # -- coroutines ---------------------------------------------------------------------------
 
-    def _run(self, coro: Any) -> None:
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         self.error, self.busy = "", True
-        app = App.get_running_app()
+        app = running_app()
 
         async def run() -> None:
             try:
@@ -118,7 +118,7 @@ class LoginScreen(ClientScreen):
         app.spawn(run(), "log in")
 
     async def _password(self, server: str, username: str, password: str, *, register: bool) -> None:
-        app = App.get_running_app()
+        app = running_app()
         settings = app.settings
         factory = app.engine_factory
         if register:
@@ -133,14 +133,16 @@ class LoginScreen(ClientScreen):
         await app.enter(session)
 
     async def _code(self, code: str) -> None:
-        app = App.get_running_app()
+        app = running_app()
+        if self._challenge is None:
+            return  # cancelled meanwhile
         session = await AppSession.complete_mfa(self._challenge, code)
         self.mfa, self._challenge = False, None
         self.ids.code.text = self.ids.password.text = ""
         await app.enter(session)
 
     async def _sso(self, server: str, provider_id: str) -> None:
-        app = App.get_running_app()
+        app = running_app()
         session = await AppSession.sso(
             server,
             provider_id,
@@ -172,4 +174,4 @@ class LoginScreen(ClientScreen):
                 button.bind(on_release=partial(lambda pid, *_: self.start_sso(pid), provider.id))
                 box.add_widget(button)
 
-        App.get_running_app().spawn(load(), "load the sign-in providers")
+        running_app().spawn(load(), "load the sign-in providers")

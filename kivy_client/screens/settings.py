@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kivy.app import App
 from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.metrics import dp
@@ -19,13 +18,17 @@ from kivy.uix.label import Label
 from kivy.uix.slider import Slider
 
 from kivy_client import KV_DIR, theme
-from kivy_client.app import ClientScreen
-from kivy_client.widgets.panels import display_name
+from kivy_client.app import ClientScreen, VoicechatApp, running_app
 from kivy_client.widgets.qr import qr_texture
+from voicechat.sdk.app.state import Presence
+from voicechat.sdk.app.view_rows import user_label
 
 Builder.load_file(str(KV_DIR / "settings.kv"))
 
 SYSTEM_DEFAULT = "System default"
+
+# The status spinner's values, as the session takes them.
+_PRESENCES: dict[str, Presence] = {p: p for p in ("online", "idle", "dnd", "offline")}
 
 
 class SettingsScreen(ClientScreen):
@@ -48,9 +51,9 @@ class SettingsScreen(ClientScreen):
         Window.bind(on_key_down=self._on_key_down)
 
     @property
-    def app(self) -> Any:
+    def app(self) -> VoicechatApp:
         """The running client."""
-        return App.get_running_app()
+        return running_app()
 
     def on_pre_enter(self, *_args: Any) -> None:
         self.ids.scroll.scroll_y = 1.0  # open at the top
@@ -64,7 +67,7 @@ class SettingsScreen(ClientScreen):
         me = session.me if session is not None else None
         if me is not None:
             self.account_text = (
-                f"Signed in as [b]{display_name(me)}[/b] (@{me.username}) on {settings.server_url}"
+                f"Signed in as [b]{user_label(me)}[/b] (@{me.username}) on {settings.server_url}"
             )
             self.mfa_enabled = bool(me.mfa_enabled)
             self.ids.presence.text = str(me.status)
@@ -96,7 +99,7 @@ class SettingsScreen(ClientScreen):
             row = BoxLayout(size_hint_y=None, height=dp(36), spacing=dp(8))
             row.add_widget(
                 Label(
-                    text=display_name(member.user),
+                    text=user_label(member.user),
                     color=theme.TEXT,
                     size_hint_x=None,
                     width=dp(160),
@@ -128,13 +131,15 @@ class SettingsScreen(ClientScreen):
 
     def set_presence(self, status: str) -> None:
         """Online, idle, do not disturb, or invisible."""
-        session = self.app.session
-        if session is not None:
-            self.app.spawn(session.set_presence(status), "change your status")
+        session, presence = self.app.session, _PRESENCES.get(status)
+        if session is not None and presence is not None:
+            self.app.spawn(session.set_presence(presence), "change your status")
 
     def start_mfa(self) -> None:
         """Ask the server for a new TOTP secret and show it as a QR code."""
         session = self.app.session
+        if session is None:
+            return
 
         async def start() -> None:
             uri, secret = await session.mfa_setup()
@@ -147,6 +152,8 @@ class SettingsScreen(ClientScreen):
     def enable_mfa(self) -> None:
         """Confirm the set-up with a code from the authenticator app."""
         session, code = self.app.session, self.ids.mfa_code.text.strip()
+        if session is None:
+            return
 
         async def enable() -> None:
             codes = await session.mfa_enable(code)
@@ -160,6 +167,8 @@ class SettingsScreen(ClientScreen):
     def disable_mfa(self) -> None:
         """Turn two-factor authentication off (needs a current code)."""
         session, code = self.app.session, self.ids.mfa_code.text.strip()
+        if session is None:
+            return
 
         async def disable() -> None:
             await session.mfa_disable(code)

@@ -4,9 +4,9 @@ long history scrolls without building a widget per message."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.text.markup import MarkupLabel
 from kivy.metrics import dp, sp
@@ -18,7 +18,14 @@ from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.utils import escape_markup
 
 from kivy_client import theme
+from kivy_client.app import running_app
 from kivy_client.widgets.common import FlatButton
+from voicechat.sdk.app import Timeline
+from voicechat.sdk.app.view_rows import user_label
+from voicechat.sdk.models import Attachment, Message
+
+if TYPE_CHECKING:
+    from kivy_client.screens.main import MainScreen
 
 BODY_FONT = "15sp"
 ROW_PADDING = 10  # dp, above and below a row's text
@@ -45,7 +52,7 @@ def human_size(size: int) -> str:
 
 
 def message_markup(
-    message: Any, reply_to: Any | None, *, pending: bool = False, error: str | None = None
+    message: Message, reply_to: Message | None, *, pending: bool = False, error: str | None = None
 ) -> str:
     """A message as Kivy markup: a reply line, the author, the time, the text, markers."""
     author = message.author
@@ -67,7 +74,7 @@ def message_markup(
     lines.append(header)
     if message.content is not None:
         body = escape_markup(message.content)
-    elif getattr(message, "decryption_error", None):
+    elif message.decryption_error:
         body = "[i][color=949ba4]This message could not be decrypted.[/color][/i]"
     else:
         body = ""
@@ -98,6 +105,48 @@ class HeightCache:
             cached = float(label.content_height)
             self._heights[full_key] = cached
         return cached
+
+
+def message_rows(
+    timeline: Timeline,
+    my_id: UUID | None,
+    heights: HeightCache,
+    width: float,
+    *,
+    title: str,
+    loading_older: bool,
+) -> list[dict[str, Any]]:
+    """The `data` of a :class:`MessageView`: a first row (the channel's start, or a note that
+    more is loading), then one row per timeline entry, with its measured height."""
+    rows: list[dict[str, Any]] = []
+    if timeline.has_more:
+        note = "Loading older messages…" if loading_older else "Scroll up for more"
+        rows.append({"viewclass": "ChannelStart", "text": note, "height": dp(40)})
+    else:
+        start = f"This is the beginning of {title}."
+        rows.append({"viewclass": "ChannelStart", "text": start, "height": dp(56)})
+    for entry in timeline.entries:
+        message, pending = entry.message, entry.pending
+        reply = timeline.get(message.reply_to) if message.reply_to is not None else None
+        markup = message_markup(message, reply, pending=pending, error=entry.error)
+        key = (str(message.id), message.edited_at, pending, entry.error, reply is not None)
+        text_height = heights.height(key, markup, width)
+        attachments = list(message.attachments or [])
+        rows.append(
+            {
+                "viewclass": "MessageRow",
+                "message_id": str(message.id),
+                "markup": markup,
+                "own": my_id is not None and message.author.id == my_id and not entry.error,
+                "pending": pending,
+                "failed": entry.error is not None,
+                "initial": user_label(message.author)[:1].upper(),
+                "attachments": attachments,
+                "text_height": text_height,
+                "height": text_height + dp(ROW_PADDING * 2 + ATTACHMENT_ROW * len(attachments)),
+            }
+        )
+    return rows
 
 
 class MessageRow(RecycleDataViewBehavior, BoxLayout):  # type: ignore[misc]
@@ -134,6 +183,8 @@ class MessageRow(RecycleDataViewBehavior, BoxLayout):  # type: ignore[misc]
         view = _message_view(self)
         menu = DropDown(auto_width=False, width=dp(140))
         screen = _main_screen(self)
+        if screen is None:
+            return
         actions: list[tuple[str, Any]]
         if self.failed:
             actions = [("Retry", screen.retry), ("Discard", screen.discard)]
@@ -275,7 +326,7 @@ class MessageView(RecycleView):  # type: ignore[misc]
         if screen is not None:
             screen.confirm_delete(message_id)
 
-    def download(self, attachment: Any) -> None:
+    def download(self, attachment: Attachment) -> None:
         """Save an attachment to the downloads folder."""
         screen = _main_screen(self)
         if screen is not None:
@@ -299,6 +350,8 @@ def _message_view(widget: Any) -> MessageView:
     return widget
 
 
-def _main_screen(widget: Any) -> Any:
-    app = App.get_running_app()
-    return app.screen("main") if app is not None else None
+def _main_screen(widget: Any) -> MainScreen | None:
+    try:
+        return running_app().main_screen()
+    except LookupError:
+        return None
