@@ -11,9 +11,10 @@
 //! - [`resample`] and [`mixer`]: rate conversion for devices not at 48 kHz (rubato), and
 //!   mixing with per-stream gain and a soft limiter;
 //! - [`pipeline`]: the two composed paths, capture (denoise → level/VAD → encode → packets) and
-//!   playback (packets per sender → jitter buffers → decode → mix → frames);
-//! - [`link`]: the sans-IO parts of the client's voice link: a lock-free sample ring, the
-//!   noise-floor gate, send gating and quality.
+//!   playback (packets per sender → jitter buffers → decode → mix → frames).
+//!
+//! The client's voice engine, which runs both pipelines on its own threads over a network
+//! peer, is the `voice_link` crate.
 //!
 //! It is a plain library: no Python, no threads, no I/O, no clock and no environment
 //! variables. Callers (the `voicechat._native` binding, the client's audio thread) pass every
@@ -29,7 +30,6 @@ pub mod denoise;
 mod error;
 pub mod jitter;
 pub mod level;
-pub mod link;
 pub mod mixer;
 pub mod opus;
 pub mod pcm;

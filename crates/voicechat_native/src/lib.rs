@@ -1,12 +1,12 @@
 //! `voicechat._native`: the one Python extension module of voicechat.
 //!
-//! A thin binding layer over the `audio_dsp` and `sfu_core` crates: it converts arguments and
-//! errors and does nothing else. Layout (see `docs/native.md`):
+//! A thin binding layer over the `audio_dsp`, `sfu_core` and `voice_link` crates: it converts
+//! arguments and errors and does nothing else. Layout (see `docs/native.md`):
 //!
 //! - `voicechat._native`: `__version__` and the exception classes ([`errors`]);
 //! - `voicechat._native.dsp`: audio processing ([`dsp`]);
 //! - `voicechat._native.sfu`: the SFU media plane ([`sfu`]) and the client's voice engine
-//!   over its peer ([`link`]).
+//!   over its peer ([`link`], the `voice_link` crate).
 //!
 //! Rules every function here follows: errors from the crates go through
 //! [`errors::dsp_error`] / [`errors::sfu_error`]; work longer than a few microseconds runs in
