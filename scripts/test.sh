@@ -45,4 +45,8 @@ log "cargo test";            cargo test --workspace --locked
 log "ruff";                  "$PY/ruff" check python tests benches examples kivy_client && "$PY/ruff" format --check python tests benches examples kivy_client
 log "mypy";                  "$PY/mypy"
 log "stubtest _native.pyi";  "$PY/python" -m mypy.stubtest voicechat._native
-log "pytest";                "$PY/pytest" "$@"
+# Parallel workers (pytest-xdist), whole files per worker so module fixtures (an Xvfb display, an
+# OIDC provider) start once; most tests wait on servers and sockets, so 3 workers keep 2 cores
+# busy. Each worker starts its own PostgreSQL and Valkey (tests/conftest.py).
+# VOICECHAT_TEST_WORKERS=0 runs everything in this process; later pytest arguments win.
+log "pytest";                "$PY/pytest" -n "${VOICECHAT_TEST_WORKERS:-3}" --dist loadfile "$@"

@@ -4,6 +4,11 @@ live server process.
 PostgreSQL and Valkey are the embedded servers voicechat itself ships (real `postgres` and
 `valkey-server` processes), started once per test session, unless the environment names
 servers to use instead (`VOICECHAT_TEST_DATABASE_URL`, `VOICECHAT_TEST_VALKEY_URL`).
+
+`scripts/test.sh` runs the suite in parallel workers (pytest-xdist). Each worker is a session of
+its own, so it starts its own embedded servers; with external servers, each worker keeps to its
+own template database and its own Valkey logical database (`WORKER_INDEX`), so no worker ever
+drops or flushes another's data.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from voicechat.db import apply_migrations
 from voicechat.embedded import EmbeddedPostgres, EmbeddedValkey
 from voicechat.settings import Settings
 
-TEMPLATE_DB = "voicechat_test_template"
+# "gw0", "gw1", ... under pytest-xdist; "master" when the suite runs in one process.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "master")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+TEMPLATE_DB = f"voicechat_test_template_{WORKER}"
 
 
 def _with_database(dsn: str, database: str) -> str:
@@ -63,7 +71,10 @@ def valkey_url() -> Iterator[str]:
     """URL of a Valkey server shared by the session (flushed before each test that uses it)."""
     external = os.environ.get("VOICECHAT_TEST_VALKEY_URL")
     if external:
-        yield external
+        # Logical database 1 + worker index: the URL's own database (0 by default) is left
+        # alone, and parallel workers never flush each other's keys.
+        parts = urlsplit(external)
+        yield urlunsplit(parts._replace(path=f"/{1 + WORKER_INDEX}"))
         return
     root = service_dir("valkey")
     server = EmbeddedValkey(root / "valkey")
@@ -147,7 +158,7 @@ def empty_database_url(postgres_dsn: str) -> Iterator[str]:
 def clean_valkey(valkey_url: str) -> str:
     """The session's Valkey, emptied for this test."""
     with Redis.from_url(valkey_url) as client:
-        client.flushall()
+        client.flushdb()
     return valkey_url
 
 
