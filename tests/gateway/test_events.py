@@ -20,7 +20,7 @@ from tests.gateway.conftest import (
     open_gateway,
 )
 from voicechat.events import Event
-from voicechat.gateway import CloseCode, ErrorCode
+from voicechat.gateway import CloseCode, RpcErrorCode
 
 
 async def _channel(served: Served, owner: Account, name: str, **extra: object) -> str:
@@ -178,7 +178,7 @@ async def test_typing_starts_stops_and_expires(
     # Typing in a private channel: members only, and outsiders may not type there.
     await a.request("typing.start", {"channel_id": private})
     answer = await o.request("typing.start", {"channel_id": private})
-    assert answer["error"]["code"] == ErrorCode.NOT_FOUND
+    assert answer["error"]["code"] == RpcErrorCode.NOT_FOUND
     await o.no_event("typing.start", wait=0.5, channel_id=private)
 
 

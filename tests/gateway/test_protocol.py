@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from tests.gateway.conftest import GatewayClient, Served, make_account, open_gateway
-from voicechat.gateway import MAX_FRAME_BYTES, CloseCode, ErrorCode
+from voicechat.gateway import MAX_FRAME_BYTES, CloseCode, RpcErrorCode
 
 
 async def test_auth_answers_with_the_user_and_heartbeat(served: Served) -> None:
@@ -35,7 +35,7 @@ async def test_a_first_request_other_than_auth_closes_4001(served: Served) -> No
     async with connect(served.ws_url) as ws:
         client = GatewayClient(ws)
         answer = await client.request("ping")
-        assert answer["error"]["code"] == ErrorCode.INVALID_REQUEST
+        assert answer["error"]["code"] == RpcErrorCode.INVALID_REQUEST
         assert await client.close_code() == CloseCode.NOT_AUTHENTICATED
 
 
@@ -45,7 +45,7 @@ async def test_a_bad_token_is_refused_and_closes_4003(served: Served) -> None:
         async with connect(served.ws_url) as ws:
             client = GatewayClient(ws)
             answer = await client.request("auth", {"token": token})
-            assert answer["error"]["code"] == ErrorCode.UNAUTHORIZED
+            assert answer["error"]["code"] == RpcErrorCode.UNAUTHORIZED
             assert await client.close_code() == CloseCode.AUTHENTICATION_FAILED
 
 
@@ -56,7 +56,7 @@ async def test_a_logged_out_session_cannot_open_a_socket(served: Served) -> None
     async with connect(served.ws_url) as ws:
         client = GatewayClient(ws)
         answer = await client.request("auth", {"token": alice.token})
-        assert answer["error"]["code"] == ErrorCode.UNAUTHORIZED
+        assert answer["error"]["code"] == RpcErrorCode.UNAUTHORIZED
         assert await client.close_code() == CloseCode.AUTHENTICATION_FAILED
 
 
@@ -65,35 +65,35 @@ async def test_invalid_frames_get_errors_and_the_socket_stays_open(served: Serve
     client = await open_gateway(served.ws_url, alice.token)
     ws = client.ws
     cases: list[tuple[str | bytes, int, object]] = [
-        ("{not json", ErrorCode.PARSE_ERROR, None),
-        ("[1, 2]", ErrorCode.INVALID_REQUEST, None),
-        ('"ping"', ErrorCode.INVALID_REQUEST, None),
-        ('{"id": 7, "method": "ping"}', ErrorCode.INVALID_REQUEST, 7),
-        ('{"jsonrpc": "2.0", "id": 8}', ErrorCode.INVALID_REQUEST, 8),
-        ('{"jsonrpc": "2.0", "id": 9, "method": "nope"}', ErrorCode.METHOD_NOT_FOUND, 9),
+        ("{not json", RpcErrorCode.PARSE_ERROR, None),
+        ("[1, 2]", RpcErrorCode.INVALID_REQUEST, None),
+        ('"ping"', RpcErrorCode.INVALID_REQUEST, None),
+        ('{"id": 7, "method": "ping"}', RpcErrorCode.INVALID_REQUEST, 7),
+        ('{"jsonrpc": "2.0", "id": 8}', RpcErrorCode.INVALID_REQUEST, 8),
+        ('{"jsonrpc": "2.0", "id": 9, "method": "nope"}', RpcErrorCode.METHOD_NOT_FOUND, 9),
         (
             '{"jsonrpc": "2.0", "id": 10, "method": "ping", "params": [1]}',
-            ErrorCode.INVALID_PARAMS,
+            RpcErrorCode.INVALID_PARAMS,
             10,
         ),
         (
             '{"jsonrpc": "2.0", "id": 11, "method": "typing.start", "params": {"channel_id": 3}}',
-            ErrorCode.INVALID_PARAMS,
+            RpcErrorCode.INVALID_PARAMS,
             11,
         ),
         (
             '{"jsonrpc": "2.0", "id": 12, "method": "typing.start",'
             ' "params": {"channel_id": "not-a-uuid"}}',
-            ErrorCode.INVALID_PARAMS,
+            RpcErrorCode.INVALID_PARAMS,
             12,
         ),
         (
             '{"jsonrpc": "2.0", "id": 13, "method": "presence.set", "params": {"status": "away"}}',
-            ErrorCode.INVALID_PARAMS,
+            RpcErrorCode.INVALID_PARAMS,
             13,
         ),
         ('{"jsonrpc": "2.0", "id": 14, "method": "auth", "params": {}}', -32600, 14),
-        (b"\x00\x01binary", ErrorCode.INVALID_REQUEST, None),
+        (b"\x00\x01binary", RpcErrorCode.INVALID_REQUEST, None),
     ]
     for frame, code, request_id in cases:
         await ws.send(frame)
@@ -113,11 +113,11 @@ async def test_voice_methods_check_their_params(served: Served) -> None:
     client = await open_gateway(served.ws_url, alice.token)
     # A user id is no channel: the voice service answers like the rest of the gateway.
     unknown = await client.request("voice.join", {"channel_id": alice.id})
-    assert unknown["error"]["code"] == ErrorCode.NOT_FOUND
+    assert unknown["error"]["code"] == RpcErrorCode.NOT_FOUND
     malformed = await client.request("voice.join", {"channel_id": "x"})
-    assert malformed["error"]["code"] == ErrorCode.INVALID_PARAMS
+    assert malformed["error"]["code"] == RpcErrorCode.INVALID_PARAMS
     not_joined = await client.request("voice.leave", {"channel_id": alice.id})
-    assert not_joined["error"]["code"] == ErrorCode.INVALID_REQUEST
+    assert not_joined["error"]["code"] == RpcErrorCode.INVALID_REQUEST
     await client.ws.close()
 
 
@@ -126,7 +126,7 @@ async def test_an_oversized_frame_closes_1009(served: Served) -> None:
     client = await open_gateway(served.ws_url, alice.token)
     # Just under the limit is fine (and answered: it is not JSON).
     await client.ws.send("x" * (MAX_FRAME_BYTES - 16))
-    assert (await _next_answer(client))["error"]["code"] == ErrorCode.PARSE_ERROR
+    assert (await _next_answer(client))["error"]["code"] == RpcErrorCode.PARSE_ERROR
     await client.ws.send(
         json.dumps(
             {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x" * MAX_FRAME_BYTES}}
@@ -151,7 +151,7 @@ async def test_flooding_gets_rate_limited_then_closed_4008(served: Served) -> No
     except Exception as closed:  # ConnectionClosed
         code = getattr(getattr(closed, "rcvd", None), "code", None)
     pongs = [a for a in answers if a.get("result") == "pong"]
-    limited = [a for a in answers if a.get("error", {}).get("code") == ErrorCode.RATE_LIMITED]
+    limited = [a for a in answers if a.get("error", {}).get("code") == RpcErrorCode.RATE_LIMITED]
     assert len(pongs) >= config.rate_burst
     assert limited, answers[-3:]
     assert limited[0]["error"]["data"]["retry_after"] >= 1

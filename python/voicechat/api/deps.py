@@ -12,6 +12,7 @@ from voicechat.api.resources import Resources
 from voicechat.auth.service import Authenticated, AuthService, Client
 from voicechat.cache import Cache as CacheClient
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Unauthorized
 from voicechat.settings import Settings as SettingsModel
 
@@ -75,7 +76,7 @@ async def current_user(
 ) -> Authenticated:
     """The authenticated caller; 401 in the error shape otherwise."""
     if token is None:
-        raise Unauthorized("an access token is required", code="missing_token")
+        raise Unauthorized("an access token is required", code=ErrorCode.MISSING_TOKEN)
     return await auth.authenticate(token)
 
 

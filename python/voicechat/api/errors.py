@@ -14,27 +14,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import RateLimited, VoicechatError
 from voicechat.logs import request_id_var
 
-_CODES_BY_STATUS = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "rate_limited",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
+_CODES_BY_STATUS: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    500: ErrorCode.INTERNAL_ERROR,
+    502: ErrorCode.BAD_GATEWAY,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
 }
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+def error_body(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
     """The error shape, with the current request id."""
     error: dict[str, Any] = {"code": code, "message": message, **extra}
     request_id = request_id_var.get()
@@ -44,7 +45,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A JSON error response in the shape every client expects."""
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
@@ -59,7 +60,7 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
-    code = _CODES_BY_STATUS.get(status, "error")
+    code = _CODES_BY_STATUS.get(status, ErrorCode.ERROR)
     if status == 404 and exc.detail == "Not Found":
         message = f"no route {request.url.path}"
     elif status == 405:
@@ -80,14 +81,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
-        return error_response(400, "invalid_json", "the body is not valid JSON")
+        return error_response(400, ErrorCode.INVALID_JSON, "the body is not valid JSON")
     fields = [
         {"field": _describe_location(error.get("loc", ())), "message": str(error.get("msg", ""))}
         for error in errors
     ]
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
     return error_response(
-        422, "validation_error", f"{first['field']}: {first['message']}", fields=fields
+        422, ErrorCode.VALIDATION_ERROR, f"{first['field']}: {first['message']}", fields=fields
     )
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voicechat.api import metrics
 from voicechat.api.errors import error_body
 from voicechat.db.pool import count_queries
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import PayloadTooLarge
 from voicechat.logs import request_id_var
 
@@ -81,7 +82,7 @@ class RequestContextMiddleware:
                 await _send_json(
                     send_with_id,
                     500,
-                    error_body("internal_error", "something went wrong on the server"),
+                    error_body(ErrorCode.INTERNAL_ERROR, "something went wrong on the server"),
                 )
         finally:
             elapsed = time.perf_counter() - started
@@ -144,7 +145,7 @@ class BodySizeLimitMiddleware:
         return f"the body is over the {self.max_bytes // 1024} KiB limit"
 
     def _body(self) -> dict[str, object]:
-        return error_body("payload_too_large", self._message())
+        return error_body(ErrorCode.PAYLOAD_TOO_LARGE, self._message())
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:

@@ -26,6 +26,7 @@ from voicechat.db.repositories import (
     User,
     UserRepository,
 )
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound, Unauthorized
 from voicechat.keys import ServerKeys
 from voicechat.settings import Settings
@@ -153,7 +154,7 @@ class AuthService:
             await self._audit(
                 "login.failed", client, user.id if user else None, {"username": account[:64]}
             )
-            raise Unauthorized(_LOGIN_FAILED, code="invalid_credentials")
+            raise Unauthorized(_LOGIN_FAILED, code=ErrorCode.INVALID_CREDENTIALS)
         if self.passwords.needs_rehash(stored or ""):
             new_hash = await self.passwords.hash(password)
             async with self._db.acquire() as conn:
@@ -214,13 +215,17 @@ class AuthService:
         key = keys.mfa_challenge(token_hash(mfa_token))
         raw_user = await self._cache.hget(key, "user_id")
         if raw_user is None:
-            raise Unauthorized("the MFA challenge expired; log in again", code="invalid_mfa_token")
+            raise Unauthorized(
+                "the MFA challenge expired; log in again", code=ErrorCode.INVALID_MFA_TOKEN
+            )
         user_id = UUID(raw_user.decode() if isinstance(raw_user, bytes) else raw_user)
         await self.limits.hit(self.settings.rate_limit_mfa_ip, "mfa-ip", client.ip)
         await self.limits.hit(self.settings.rate_limit_mfa, "mfa", str(user_id))
         if await self._cache.hincrby(key, "attempts", 1) > MFA_CHALLENGE_ATTEMPTS:
             await self._cache.delete(key)
-            raise Unauthorized("too many wrong codes; log in again", code="invalid_mfa_token")
+            raise Unauthorized(
+                "too many wrong codes; log in again", code=ErrorCode.INVALID_MFA_TOKEN
+            )
         async with self._db.acquire() as conn:
             accepted, how = await self._accept_code(conn, user_id, code, allow_backup=True)
             if not accepted:
@@ -230,7 +235,7 @@ class AuthService:
                     ip_address=client.ip or None,
                     user_agent=client.user_agent,
                 )
-                raise Unauthorized("wrong code", code="invalid_mfa_code")
+                raise Unauthorized("wrong code", code=ErrorCode.INVALID_MFA_CODE)
             user = await UserRepository(conn).get(user_id)
         await self._cache.delete(key)
         return await self.open_session(user, client, method=f"password+{how}")
@@ -270,7 +275,7 @@ class AuthService:
         async with self._db.acquire() as conn:
             user = await UserRepository(conn).get(caller.user_id)
             if user.mfa_enabled:
-                raise Conflict("MFA is already enabled", code="mfa_already_enabled")
+                raise Conflict("MFA is already enabled", code=ErrorCode.MFA_ALREADY_ENABLED)
             secret = mfa.new_secret()
             sealed = seal(self._mfa_key, secret.encode(), context=user.id.bytes)
             await MfaRepository(conn).set_pending_secret(user.id, sealed)
@@ -294,12 +299,12 @@ class AuthService:
             repo = MfaRepository(conn)
             sealed, enabled = await repo.state(caller.user_id)
             if enabled:
-                raise Conflict("MFA is already enabled", code="mfa_already_enabled")
+                raise Conflict("MFA is already enabled", code=ErrorCode.MFA_ALREADY_ENABLED)
             if sealed is None:
-                raise BadRequest("call /auth/mfa/setup first", code="mfa_not_started")
+                raise BadRequest("call /auth/mfa/setup first", code=ErrorCode.MFA_NOT_STARTED)
             accepted, _ = await self._accept_code(conn, caller.user_id, code, allow_backup=False)
             if not accepted:
-                raise Unauthorized("wrong code", code="invalid_mfa_code")
+                raise Unauthorized("wrong code", code=ErrorCode.INVALID_MFA_CODE)
             codes = mfa.new_backup_codes()
             await repo.enable(
                 caller.user_id,
@@ -325,10 +330,10 @@ class AuthService:
             repo = MfaRepository(conn)
             _, enabled = await repo.state(caller.user_id)
             if not enabled:
-                raise BadRequest("MFA is not enabled", code="mfa_not_enabled")
+                raise BadRequest("MFA is not enabled", code=ErrorCode.MFA_NOT_ENABLED)
             accepted, _ = await self._accept_code(conn, caller.user_id, code, allow_backup=True)
             if not accepted:
-                raise Unauthorized("wrong code", code="invalid_mfa_code")
+                raise Unauthorized("wrong code", code=ErrorCode.INVALID_MFA_CODE)
             await repo.disable(caller.user_id)
             await AuditLog(conn).record(
                 "mfa.disabled",
@@ -348,7 +353,9 @@ class AuthService:
         claims = self.tokens.verify(access_token)
         owner = await self.sessions.touch(claims.session_id)
         if owner is None or owner != claims.user_id:
-            raise Unauthorized("the session has ended; log in again", code="session_revoked")
+            raise Unauthorized(
+                "the session has ended; log in again", code=ErrorCode.SESSION_REVOKED
+            )
         return Authenticated(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
 
     async def refresh(self, refresh_token: str, *, client: Client) -> TokenPair:
@@ -365,16 +372,18 @@ class AuthService:
             await self._end_session(rotation.session_id, client, "refresh.reuse_detected")
             raise Unauthorized(
                 "this refresh token was already used; the session has been ended",
-                code="refresh_token_reused",
+                code=ErrorCode.REFRESH_TOKEN_REUSED,
             )
         if rotation.outcome == "raced":
             await self._audit("refresh.replayed_in_grace", client, rotation.user_id)
             raise Unauthorized(
                 "this refresh token was just rotated; use the newest one",
-                code="refresh_token_rotated",
+                code=ErrorCode.REFRESH_TOKEN_ROTATED,
             )
         if rotation.outcome == "unknown" or rotation.user_id is None:
-            raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
+            raise Unauthorized(
+                "invalid or expired refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
+            )
         # Counted after rotation, once the account is known: a client stuck in a refresh loop
         # is slowed down on every address it uses.
         await self.limits.hit(
@@ -413,7 +422,7 @@ class AuthService:
         """
         info = await self.sessions.get(session_id)
         if info is None or info.user_id != caller.user_id:
-            raise NotFound("no such session", code="session_not_found")
+            raise NotFound("no such session", code=ErrorCode.SESSION_NOT_FOUND)
         await self._end_session(session_id, client, "session.revoked")
 
     async def _end_session(self, session_id: UUID, client: Client, event: str) -> None:

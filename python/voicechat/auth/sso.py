@@ -45,6 +45,7 @@ from voicechat.cache import Cache, keys
 from voicechat.crypto import token_hash
 from voicechat.db.pool import Connection, Pool
 from voicechat.db.repositories import AuditLog, User, UserRepository
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadGateway,
     BadRequest,
@@ -91,7 +92,7 @@ def check_redirect_uri(uri: str, allowlist: Sequence[str]) -> str:
         return uri
     refused = BadRequest(
         "redirect_uri must be a loopback http:// URI or on the server's allowlist",
-        code="invalid_redirect_uri",
+        code=ErrorCode.INVALID_REDIRECT_URI,
     )
     # Backslashes, spaces and controls are where URL parsers disagree; a real one has none.
     if any(ch.isspace() or ch == "\\" or ord(ch) < 0x20 for ch in uri):
@@ -163,7 +164,7 @@ class IdentityProvider:
             log.warning("SSO provider %s: %s unreachable: %s", self.id, what, type(exc).__name__)
             raise ServiceUnavailable(
                 f"the identity provider {self.config.name!r} cannot be reached; try again later",
-                code="sso_provider_unavailable",
+                code=ErrorCode.SSO_PROVIDER_UNAVAILABLE,
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             log.warning("SSO provider %s: %s failed: %s", self.id, what, type(exc).__name__)
@@ -252,7 +253,8 @@ class IdentityProvider:
             error = _provider_error(response)
             log.info("SSO provider %s refused the authorization code: %s", self.id, error)
             raise Unauthorized(
-                "the identity provider refused the login; start again", code="sso_code_rejected"
+                "the identity provider refused the login; start again",
+                code=ErrorCode.SSO_CODE_REJECTED,
             )
         body = _json_body(response, "token", self.id)
         id_token = body.get("id_token") if isinstance(body, dict) else None
@@ -306,7 +308,7 @@ class IdentityProvider:
         if not isinstance(stated, str) or not hmac.compare_digest(stated.encode(), nonce.encode()):
             raise Unauthorized(
                 "the identity provider's answer does not belong to this login",
-                code="invalid_nonce",
+                code=ErrorCode.INVALID_NONCE,
             )
         iat = claims.get("iat")
         if not isinstance(iat, int | float) or iat > time.time() + CLOCK_LEEWAY_SECONDS:
@@ -355,7 +357,8 @@ class IdentityProvider:
             raise _bad_gateway(self.config)
         if body.get("sub") != subject:
             raise Unauthorized(
-                "the identity provider's UserInfo is about someone else", code="invalid_userinfo"
+                "the identity provider's UserInfo is about someone else",
+                code=ErrorCode.INVALID_USERINFO,
             )
         return body
 
@@ -415,14 +418,15 @@ def _json_body(response: httpx.Response, what: str, provider_id: str) -> Any:
         log.warning("SSO provider %s: %s answered %d", provider_id, what, response.status_code)
         raise BadGateway(
             "the identity provider answered with an error; try again later",
-            code="sso_provider_error",
+            code=ErrorCode.SSO_PROVIDER_ERROR,
         )
     try:
         return response.json()
     except ValueError:
         log.warning("SSO provider %s: %s is not JSON", provider_id, what)
         raise BadGateway(
-            "the identity provider answered with something unreadable", code="sso_provider_error"
+            "the identity provider answered with something unreadable",
+            code=ErrorCode.SSO_PROVIDER_ERROR,
         ) from None
 
 
@@ -438,13 +442,15 @@ def _bad_gateway(config: OidcProvider) -> BadGateway:
     return BadGateway(
         f"the identity provider {config.name!r} gave an answer we cannot use; "
         "an operator should check its configuration",
-        code="sso_provider_error",
+        code=ErrorCode.SSO_PROVIDER_ERROR,
     )
 
 
 def _invalid_id_token(why: str) -> Unauthorized:
     log.info("SSO ID token refused: %s", why)
-    return Unauthorized("the identity provider's ID token is not valid", code="invalid_id_token")
+    return Unauthorized(
+        "the identity provider's ID token is not valid", code=ErrorCode.INVALID_ID_TOKEN
+    )
 
 
 # -- mapping claims to a profile ----------------------------------------------------------------
@@ -567,7 +573,7 @@ class SsoService:
     def _provider(self, provider_id: str) -> IdentityProvider:
         provider = self.providers.get(provider_id)
         if provider is None:
-            raise NotFound("no such SSO provider", code="unknown_provider")
+            raise NotFound("no such SSO provider", code=ErrorCode.UNKNOWN_PROVIDER)
         return provider
 
     async def start(
@@ -649,7 +655,7 @@ class SsoService:
             await self._audit_failure(client, None, "invalid_state")
             raise BadRequest(
                 "this SSO login is unknown, expired or already finished; start again",
-                code="invalid_state",
+                code=ErrorCode.INVALID_STATE,
             )
         try:
             return await self._finish(stored, code=code, error=error, client=client)
@@ -667,11 +673,11 @@ class SsoService:
             reason = error if _PROVIDER_ERROR.match(error) else "unknown"
             await self._audit_failure(client, idp.id, f"provider_error:{reason}")
             raise Unauthorized(
-                f"the identity provider did not log you in ({reason})", code="sso_denied"
+                f"the identity provider did not log you in ({reason})", code=ErrorCode.SSO_DENIED
             )
         if not code:
             await self._audit_failure(client, idp.id, "missing_code")
-            raise BadRequest("the provider's redirect carries no code", code="missing_code")
+            raise BadRequest("the provider's redirect carries no code", code=ErrorCode.MISSING_CODE)
         try:
             metadata = await idp.metadata()
             id_token, access_token = await idp.exchange_code(
@@ -716,7 +722,8 @@ class SsoService:
         if raw is None:
             await self._audit_failure(client, None, "invalid_login_code")
             raise Unauthorized(
-                "the login code is unknown, expired or already used", code="invalid_login_code"
+                "the login code is unknown, expired or already used",
+                code=ErrorCode.INVALID_LOGIN_CODE,
             )
         entry = json.loads(raw)
         async with self._db.acquire() as conn:
@@ -724,7 +731,7 @@ class SsoService:
                 user = await UserRepository(conn).get(UUID(entry["user_id"]))
             except NotFound:
                 raise Unauthorized(
-                    "the account no longer exists", code="invalid_login_code"
+                    "the account no longer exists", code=ErrorCode.INVALID_LOGIN_CODE
                 ) from None
         return await self._auth.open_session(user, client, method=f"oidc:{entry['provider']}")
 
@@ -801,7 +808,8 @@ class SsoService:
             )
             return user
         raise Conflict(
-            "no free username could be found for this account", code="sso_provisioning_failed"
+            "no free username could be found for this account",
+            code=ErrorCode.SSO_PROVISIONING_FAILED,
         )
 
     async def _audit_failure(self, client: Client, provider: str | None, reason: str) -> None:

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import jwt
 
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Unauthorized
 from voicechat.keys import ServerKeys
 
@@ -72,4 +73,6 @@ class AccessTokens:
                 expires_at=int(claims["exp"]),
             )
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-            raise Unauthorized("invalid or expired access token", code="invalid_token") from None
+            raise Unauthorized(
+                "invalid or expired access token", code=ErrorCode.INVALID_TOKEN
+            ) from None

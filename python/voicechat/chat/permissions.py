@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Forbidden, NotFound
 
 
@@ -178,11 +179,11 @@ async def require(
     """
     access = await channel_access(conn, user_id, channel_id)
     if access is None:
-        raise NotFound("no such channel", code="channel_not_found")
+        raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
     missing = [p for p in needed if p not in access.permissions]
     if missing:
         raise Forbidden(
-            f"you need the {missing[0].value} permission here", code="missing_permission"
+            f"you need the {missing[0].value} permission here", code=ErrorCode.MISSING_PERMISSION
         )
     return access
 
@@ -195,7 +196,9 @@ async def require_global(conn: Connection, user_id: UUID, permission: Permission
     """
     granted = await base_permissions(conn, user_id)
     if permission not in granted:
-        raise Forbidden(f"you need the {permission.value} permission", code="missing_permission")
+        raise Forbidden(
+            f"you need the {permission.value} permission", code=ErrorCode.MISSING_PERMISSION
+        )
     return granted
 
 

@@ -40,12 +40,12 @@ from voicechat.cache import Cache, keys
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
 from voicechat.db.repositories.users import UserRepository
+from voicechat.error_codes import RpcErrorCode
 from voicechat.events import Event, EventBus
 from voicechat.gateway.presence import STATUSES, PresenceStore, Status
 from voicechat.gateway.protocol import (
     MAX_FRAME_BYTES,
     CloseCode,
-    ErrorCode,
     Request,
     RpcError,
     notification_frame,
@@ -267,13 +267,13 @@ class Gateway:
         handler = self.methods.get(request.method)
         if handler is None:
             if request.method == "auth":
-                raise RpcError(ErrorCode.INVALID_REQUEST, "already authenticated")
+                raise RpcError(RpcErrorCode.INVALID_REQUEST, "already authenticated")
             what = (
                 "voice is not available on this server yet"
                 if request.method.startswith("voice.")
                 else f"unknown method {request.method!r}"
             )
-            raise RpcError(ErrorCode.METHOD_NOT_FOUND, what)
+            raise RpcError(RpcErrorCode.METHOD_NOT_FOUND, what)
         return await handler(socket, request.params)
 
     # -- events ------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ class Gateway:
         status = params.get("status")
         if status not in STATUSES:
             raise RpcError(
-                ErrorCode.INVALID_PARAMS, "status must be one of online, idle, dnd, offline"
+                RpcErrorCode.INVALID_PARAMS, "status must be one of online, idle, dnd, offline"
             )
         chosen = cast(Status, status)
         user_id = _user_of(socket)
@@ -539,7 +539,7 @@ def _uuid_param(params: dict[str, Any], name: str) -> UUID:
             return UUID(value)
         except ValueError:
             pass
-    raise RpcError(ErrorCode.INVALID_PARAMS, f"params.{name} must be a channel id (UUID)")
+    raise RpcError(RpcErrorCode.INVALID_PARAMS, f"params.{name} must be a channel id (UUID)")
 
 
 def _channel_id_in(params: dict[str, Any]) -> UUID | None:

@@ -1,5 +1,8 @@
 """The gateway's wire protocol: JSON-RPC 2.0 text frames, error codes and close codes.
 
+The JSON-RPC error codes (`RpcErrorCode`) live with every other error code in
+`voicechat.error_codes`, where the SDK reads them too.
+
 See docs/gateway.md for the client's view of all of this.
 """
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from voicechat.error_codes import RpcErrorCode
 from voicechat.errors import Forbidden, NotFound, RateLimited, Unauthorized, VoicechatError
 
 # A text frame larger than this closes the socket with 1009. uvicorn enforces it on the
@@ -36,22 +40,6 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4009
 
 
-class ErrorCode(IntEnum):
-    """JSON-RPC error codes: the standard ones, then the gateway's own (-32000 and below)."""
-
-    PARSE_ERROR = -32700
-    INVALID_REQUEST = -32600
-    METHOD_NOT_FOUND = -32601
-    INVALID_PARAMS = -32602
-    INTERNAL_ERROR = -32603
-    #: A domain error without a more specific code; `data.code` says which.
-    SERVER_ERROR = -32000
-    UNAUTHORIZED = -32001
-    FORBIDDEN = -32003
-    NOT_FOUND = -32004
-    RATE_LIMITED = -32029
-
-
 class RpcError(Exception):
     """An error answer to one request; the socket stays open."""
 
@@ -64,16 +52,16 @@ class RpcError(Exception):
     @classmethod
     def from_domain(cls, error: VoicechatError) -> RpcError:
         """Map a domain error to its JSON-RPC code; `data.code` keeps the snake_case code."""
-        code = ErrorCode.SERVER_ERROR
+        code = RpcErrorCode.SERVER_ERROR
         data: dict[str, Any] = {"code": error.code}
         if isinstance(error, Unauthorized):
-            code = ErrorCode.UNAUTHORIZED
+            code = RpcErrorCode.UNAUTHORIZED
         elif isinstance(error, Forbidden):
-            code = ErrorCode.FORBIDDEN
+            code = RpcErrorCode.FORBIDDEN
         elif isinstance(error, NotFound):
-            code = ErrorCode.NOT_FOUND
+            code = RpcErrorCode.NOT_FOUND
         elif isinstance(error, RateLimited):
-            code = ErrorCode.RATE_LIMITED
+            code = RpcErrorCode.RATE_LIMITED
             data["retry_after"] = error.retry_after
         return cls(code, error.message, data)
 
@@ -110,10 +98,12 @@ def parse_request(text: str) -> Request:
     try:
         data = json.loads(text)
     except ValueError:
-        raise InvalidFrame(RpcError(ErrorCode.PARSE_ERROR, "the frame is not valid JSON")) from None
+        raise InvalidFrame(
+            RpcError(RpcErrorCode.PARSE_ERROR, "the frame is not valid JSON")
+        ) from None
     if not isinstance(data, dict):
         raise InvalidFrame(
-            RpcError(ErrorCode.INVALID_REQUEST, "send one JSON-RPC request object per frame")
+            RpcError(RpcErrorCode.INVALID_REQUEST, "send one JSON-RPC request object per frame")
         )
     raw_id = data.get("id")
     request_id: RequestId = (
@@ -121,17 +111,19 @@ def parse_request(text: str) -> Request:
     )
     if data.get("jsonrpc") != "2.0" or not isinstance(data.get("method"), str):
         raise InvalidFrame(
-            RpcError(ErrorCode.INVALID_REQUEST, 'a request needs "jsonrpc": "2.0" and a "method"'),
+            RpcError(
+                RpcErrorCode.INVALID_REQUEST, 'a request needs "jsonrpc": "2.0" and a "method"'
+            ),
             request_id,
         )
     if "id" in data and request_id is None and raw_id is not None:
         raise InvalidFrame(
-            RpcError(ErrorCode.INVALID_REQUEST, "a request id must be a string or an integer")
+            RpcError(RpcErrorCode.INVALID_REQUEST, "a request id must be a string or an integer")
         )
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise InvalidFrame(
-            RpcError(ErrorCode.INVALID_PARAMS, "params must be an object"), request_id
+            RpcError(RpcErrorCode.INVALID_PARAMS, "params must be an object"), request_id
         )
     return Request(
         method=data["method"], params=params, id=request_id, is_notification="id" not in data

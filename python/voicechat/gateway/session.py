@@ -19,10 +19,10 @@ from uuid import uuid4
 from starlette.websockets import WebSocket
 
 from voicechat.auth.service import Authenticated
+from voicechat.error_codes import ErrorCode, RpcErrorCode
 from voicechat.errors import Unauthorized, VoicechatError
 from voicechat.gateway.protocol import (
     CloseCode,
-    ErrorCode,
     InvalidFrame,
     Request,
     RpcError,
@@ -145,7 +145,7 @@ class Socket:
         text = message.get("text")
         if text is None:
             await self._refuse(
-                None, RpcError(ErrorCode.INVALID_REQUEST, "binary frames are not accepted")
+                None, RpcError(RpcErrorCode.INVALID_REQUEST, "binary frames are not accepted")
             )
             return None
         if _too_big(text, self.config.max_frame_bytes):
@@ -159,13 +159,13 @@ class Socket:
         if request.method != "auth":
             await self._refuse(
                 request.id,
-                RpcError(ErrorCode.INVALID_REQUEST, 'the first request must be "auth"'),
+                RpcError(RpcErrorCode.INVALID_REQUEST, 'the first request must be "auth"'),
             )
             return None
         token = request.params.get("token")
         if not isinstance(token, str) or not token:
             await self._refuse(
-                request.id, RpcError(ErrorCode.INVALID_PARAMS, "auth needs params.token")
+                request.id, RpcError(RpcErrorCode.INVALID_PARAMS, "auth needs params.token")
             )
             return None
         try:
@@ -206,7 +206,7 @@ class Socket:
             error: RpcError | None = None
             request_id = None
             if text is None:
-                error = RpcError(ErrorCode.INVALID_REQUEST, "binary frames are not accepted")
+                error = RpcError(RpcErrorCode.INVALID_REQUEST, "binary frames are not accepted")
             else:
                 try:
                     request = parse_request(text)
@@ -218,9 +218,9 @@ class Socket:
                     self.close_soon(CloseCode.RATE_LIMITED, "too many messages")
                     return
                 error = RpcError(
-                    ErrorCode.RATE_LIMITED,
+                    RpcErrorCode.RATE_LIMITED,
                     "you are sending too fast; slow down",
-                    {"code": "rate_limited", "retry_after": 1},
+                    {"code": ErrorCode.RATE_LIMITED, "retry_after": 1},
                 )
             if error is not None:
                 if request is None or not request.is_notification:
@@ -238,7 +238,9 @@ class Socket:
             error = RpcError.from_domain(exc)
         except Exception:
             log.exception("gateway: %s failed", request.method)
-            error = RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this request")
+            error = RpcError(
+                RpcErrorCode.INTERNAL_ERROR, "the server failed to handle this request"
+            )
         else:
             if not request.is_notification:
                 self.push(result_frame(request.id, result))

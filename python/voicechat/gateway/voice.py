@@ -40,10 +40,11 @@ from voicechat._native import (
 from voicechat.cache import Cache, keys
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
+from voicechat.error_codes import ErrorCode, RpcErrorCode
 from voicechat.errors import BadRequest, Conflict
 from voicechat.events import Event
 from voicechat.gateway.hub import Gateway
-from voicechat.gateway.protocol import ErrorCode, RpcError, notification_frame
+from voicechat.gateway.protocol import RpcError, notification_frame
 from voicechat.gateway.session import Socket
 from voicechat.settings import Settings
 from voicechat.voice import sfu_config
@@ -131,13 +132,15 @@ class VoiceService:
         async with self._db.acquire() as conn:
             access = await require(conn, user_id, channel_id, Permission.VOICE_CONNECT)
         if access.channel.type not in ("voice", "dm"):
-            raise BadRequest("that is not a voice channel", code="not_a_voice_channel")
+            raise BadRequest("that is not a voice channel", code=ErrorCode.NOT_A_VOICE_CHANNEL)
         limit = min(access.channel.user_limit or self._settings.voice_user_limit, 100)
         await self.plane.check_available()
         async with self._lock:
             present = await self._states(channel_id)
             if str(user_id) not in present and len(present) >= limit:
-                raise Conflict(f"the channel is full ({limit} users)", code="voice_channel_full")
+                raise Conflict(
+                    f"the channel is full ({limit} users)", code=ErrorCode.VOICE_CHANNEL_FULL
+                )
             previous = self._participants.get(user_id)
             if previous is not None:
                 await self._remove(previous, announce=previous.channel_id != channel_id)
@@ -161,7 +164,7 @@ class VoiceService:
         sdp = _sdp(params)
         if participant.connected:
             raise RpcError(
-                ErrorCode.INVALID_REQUEST, "already connected; call voice.join to start again"
+                RpcErrorCode.INVALID_REQUEST, "already connected; call voice.join to start again"
             )
         # Claimed before the await: a second offer meanwhile is refused, and a socket closing
         # meanwhile makes the SFU let the participant go.
@@ -172,17 +175,17 @@ class VoiceService:
             )
         except InvalidSdpError as exc:
             participant.connected = False
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
+            raise RpcError(RpcErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
         except RoomFullError:
             participant.connected = False
-            raise Conflict("the channel is full", code="voice_channel_full") from None
+            raise Conflict("the channel is full", code=ErrorCode.VOICE_CHANNEL_FULL) from None
         except BaseException:
             participant.connected = False
             raise
         if self._participants.get(participant.user_id) is not participant:
             with contextlib.suppress(UnknownParticipantError, VoiceUnavailable):
                 await self.plane.leave(str(participant.user_id))
-            raise RpcError(ErrorCode.INVALID_REQUEST, "the call ended meanwhile; join again")
+            raise RpcError(RpcErrorCode.INVALID_REQUEST, "the call ended meanwhile; join again")
         if participant.muted:
             await self.plane.set_muted(str(participant.user_id), True)
         await self._record(participant)
@@ -194,9 +197,9 @@ class VoiceService:
         try:
             await self.plane.accept_answer(str(participant.user_id), _sdp(params))
         except InvalidSdpError as exc:
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
+            raise RpcError(RpcErrorCode.INVALID_PARAMS, f"params.sdp: {exc}") from None
         except UnknownParticipantError:
-            raise RpcError(ErrorCode.INVALID_REQUEST, "send voice.offer first") from None
+            raise RpcError(RpcErrorCode.INVALID_REQUEST, "send voice.offer first") from None
         return {}
 
     async def _ice(self, socket: Socket, params: dict[str, Any]) -> Any:
@@ -214,7 +217,7 @@ class VoiceService:
     async def _set_muted(self, socket: Socket, params: dict[str, Any], *, muted: bool) -> Any:
         participant = self._mine(socket, params)
         if not muted and not participant.can_speak:
-            raise RpcError(ErrorCode.FORBIDDEN, "you need the voice_speak permission here")
+            raise RpcError(RpcErrorCode.FORBIDDEN, "you need the voice_speak permission here")
         participant.muted = muted
         if participant.connected:
             with contextlib.suppress(UnknownParticipantError):
@@ -239,7 +242,7 @@ class VoiceService:
             or participant.socket is not socket
             or (channel_id is not None and participant.channel_id != channel_id)
         ):
-            raise RpcError(ErrorCode.INVALID_REQUEST, "call voice.join for that channel first")
+            raise RpcError(RpcErrorCode.INVALID_REQUEST, "call voice.join for that channel first")
         return participant
 
     async def states(self, channel_ids: list[UUID]) -> dict[UUID, dict[str, dict[str, Any]]]:
@@ -385,7 +388,7 @@ def _parse_states(raw: dict[Any, Any]) -> dict[str, dict[str, Any]]:
 
 def _caller(socket: Socket) -> UUID:
     if socket.auth is None:
-        raise RpcError(ErrorCode.UNAUTHORIZED, "not authenticated")
+        raise RpcError(RpcErrorCode.UNAUTHORIZED, "not authenticated")
     return socket.auth.user_id
 
 
@@ -393,13 +396,15 @@ def _channel(params: dict[str, Any]) -> UUID:
     try:
         return UUID(str(params["channel_id"]))
     except (KeyError, ValueError):
-        raise RpcError(ErrorCode.INVALID_PARAMS, "params.channel_id must be a channel id") from None
+        raise RpcError(
+            RpcErrorCode.INVALID_PARAMS, "params.channel_id must be a channel id"
+        ) from None
 
 
 def _sdp(params: dict[str, Any]) -> str:
     sdp = params.get("sdp")
     if not isinstance(sdp, str) or not sdp.strip() or len(sdp) > MAX_SDP_CHARS:
         raise RpcError(
-            ErrorCode.INVALID_PARAMS, "params.sdp must be an SDP string (at most 32 KiB)"
+            RpcErrorCode.INVALID_PARAMS, "params.sdp must be an SDP string (at most 32 KiB)"
         )
     return sdp

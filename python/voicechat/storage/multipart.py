@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
 if TYPE_CHECKING:
@@ -65,9 +66,7 @@ def boundary_of(content_type: str | None) -> bytes:
     media_type, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
-        raise UnsupportedMediaType(
-            "the body must be multipart/form-data with a boundary", code="unsupported_media_type"
-        )
+        raise UnsupportedMediaType("the body must be multipart/form-data with a boundary")
     return boundary
 
 
@@ -102,7 +101,7 @@ class _Collector:
     def on_part_begin(self) -> None:
         self._parts += 1
         if self._parts > MAX_PARTS:
-            raise ValidationFailed(f"at most {MAX_PARTS} form parts", code="too_many_parts")
+            raise ValidationFailed(f"at most {MAX_PARTS} form parts", code=ErrorCode.TOO_MANY_PARTS)
         self._disposition = b""
         self._header_bytes = 0
         self._field = None
@@ -120,7 +119,7 @@ class _Collector:
     def _count_header(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > MAX_HEADER_BYTES:
-            raise BadRequest("a form part's headers are too long", code="invalid_multipart")
+            raise BadRequest("a form part's headers are too long", code=ErrorCode.INVALID_MULTIPART)
 
     def on_header_end(self) -> None:
         if bytes(self._header_name).lower() == b"content-disposition":
@@ -132,7 +131,7 @@ class _Collector:
         _, options = parse_options_header(self._disposition)
         raw_name = options.get(b"name")
         if raw_name is None:
-            raise BadRequest("a form part has no name", code="invalid_multipart")
+            raise BadRequest("a form part has no name", code=ErrorCode.INVALID_MULTIPART)
         name = raw_name.decode("utf-8", "replace")
         raw_filename = options.get(b"filename")
         if name in self._file_fields or raw_filename is not None:
@@ -149,7 +148,7 @@ class _Collector:
         self._field_value += data[start:end]
         if len(self._field_value) > MAX_FIELD_BYTES:
             raise ValidationFailed(
-                f"{self._field}: at most {MAX_FIELD_BYTES} bytes", code="field_too_long"
+                f"{self._field}: at most {MAX_FIELD_BYTES} bytes", code=ErrorCode.FIELD_TOO_LONG
             )
 
     def on_part_end(self) -> None:
@@ -184,11 +183,13 @@ async def read_form(
         try:
             parser.write(piece)
         except FormParserError:
-            raise BadRequest("the multipart body is malformed", code="invalid_multipart") from None
+            raise BadRequest(
+                "the multipart body is malformed", code=ErrorCode.INVALID_MULTIPART
+            ) from None
         events, collector.events = collector.events, []
         for event in events:
             yield event
     if not collector.ended:
         raise BadRequest(
-            "the multipart body ends before its last boundary", code="invalid_multipart"
+            "the multipart body ends before its last boundary", code=ErrorCode.INVALID_MULTIPART
         )

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import NotFound
 
 FILE_COLUMNS = """id, message_id, channel_id, uploader_id, filename, mime_type, size_bytes,
@@ -119,7 +120,7 @@ class FileRepository:
         """
         record = await self._conn.fetchrow(SELECT_FILE, file_id)
         if record is None:
-            raise NotFound("no such file", code="file_not_found")
+            raise NotFound("no such file", code=ErrorCode.FILE_NOT_FOUND)
         return StoredFile.from_record(record)
 
     async def remove_for_message(self, message_id: UUID) -> list[str]:

@@ -13,6 +13,7 @@ from uuid import UUID
 from voicechat.chat.permissions import Permission, require
 from voicechat.crypto import DecryptionError
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import NotFound, ValidationFailed
 from voicechat.settings import Settings
 from voicechat.storage.backends import Backend, LocalBackend, ObjectWriter, S3Backend
@@ -204,18 +205,18 @@ async def authorize_download(conn: Connection, user_id: UUID, file: StoredFile) 
         return
     if file.channel_id is not None:
         if file.message_id is None:
-            raise NotFound("no such file", code="file_not_found")
+            raise NotFound("no such file", code=ErrorCode.FILE_NOT_FOUND)
         await _require_view(conn, user_id, file.channel_id)
         return
     if not await FileRepository(conn).is_current_avatar(file.id):
-        raise NotFound("no such file", code="file_not_found")
+        raise NotFound("no such file", code=ErrorCode.FILE_NOT_FOUND)
 
 
 async def _require_view(conn: Connection, user_id: UUID, channel_id: UUID) -> None:
     try:
         await require(conn, user_id, channel_id, Permission.VIEW_CHANNEL)
     except NotFound:
-        raise NotFound("no such file", code="file_not_found") from None
+        raise NotFound("no such file", code=ErrorCode.FILE_NOT_FOUND) from None
 
 
 async def avatar_url(conn: Connection, user_id: UUID, file_id: UUID) -> str:
@@ -231,17 +232,17 @@ async def avatar_url(conn: Connection, user_id: UUID, file_id: UUID) -> str:
     if file is None or file.uploader_id != user_id or file.channel_id is not None:
         raise ValidationFailed(
             "avatar: must be the id of an image you uploaded without a channel",
-            code="invalid_avatar",
+            code=ErrorCode.INVALID_AVATAR,
         )
     if file.mime_type not in AVATAR_TYPES:
         raise ValidationFailed(
             f"avatar: must be a PNG, JPEG, GIF or WebP image, not {file.mime_type}",
-            code="invalid_avatar",
+            code=ErrorCode.INVALID_AVATAR,
         )
     if file.size_bytes > AVATAR_MAX_BYTES:
         raise ValidationFailed(
             f"avatar: must be at most {AVATAR_MAX_BYTES // (1024 * 1024)} MiB",
-            code="invalid_avatar",
+            code=ErrorCode.INVALID_AVATAR,
         )
     return file_url(file.id)
 

@@ -29,6 +29,7 @@ from voicechat._native import (
     UnknownParticipantError,
     UnknownRoomError,
 )
+from voicechat.error_codes import ErrorCode
 
 VERSION = 1
 #: Ids of nodes, instances, requests, rooms and participants (the SFU's id alphabet).
@@ -184,7 +185,7 @@ def reply_ok(request_id: str, result: dict[str, Any]) -> str:
     return encode({"type": "reply", "id": request_id, "ok": True, "result": result})
 
 
-def reply_error(request_id: str, code: str, message: str) -> str:
+def reply_error(request_id: str, code: ErrorCode, message: str) -> str:
     """A failed reply: `code` is one of `ERROR_CODES` or `bad_request`/`node_full`/`internal`."""
     return encode(
         {
@@ -203,20 +204,21 @@ def event_message(node_id: str, **fields: Any) -> str:
 
 
 #: Native SFU errors and the codes they travel as; the API raises the same class again.
-ERROR_CODES: dict[type[SfuError], str] = {
-    InvalidSdpError: "invalid_sdp",
-    RoomFullError: "room_full",
-    UnknownParticipantError: "unknown_participant",
-    UnknownRoomError: "unknown_room",
-    ParticipantExistsError: "participant_exists",
-    InvalidIdError: "invalid_id",
+ERROR_CODES: dict[type[SfuError], ErrorCode] = {
+    InvalidSdpError: ErrorCode.INVALID_SDP,
+    RoomFullError: ErrorCode.ROOM_FULL,
+    UnknownParticipantError: ErrorCode.UNKNOWN_PARTICIPANT,
+    UnknownRoomError: ErrorCode.UNKNOWN_ROOM,
+    ParticipantExistsError: ErrorCode.PARTICIPANT_EXISTS,
+    InvalidIdError: ErrorCode.INVALID_ID,
 }
+# Keyed by `str`: a reply's code is whatever text the node sent.
 ERRORS_BY_CODE: dict[str, type[SfuError]] = {code: cls for cls, code in ERROR_CODES.items()}
 
 
-def error_code(exc: SfuError) -> str:
+def error_code(exc: SfuError) -> ErrorCode:
     """The wire code of a native error (`internal` for any other SFU error)."""
     for cls, code in ERROR_CODES.items():
         if isinstance(exc, cls):
             return code
-    return "internal"
+    return ErrorCode.INTERNAL

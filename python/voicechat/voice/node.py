@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from voicechat._native import SfuError, UnknownParticipantError, UnknownRoomError
 from voicechat._native import sfu as native_sfu
 from voicechat.cache import Cache, keys
+from voicechat.error_codes import ErrorCode
 from voicechat.voice import control
 from voicechat.voice.control import (
     AnswerRequest,
@@ -55,7 +56,7 @@ class _Member:
 class NodeError(Exception):
     """A request the node refuses for a reason of its own (full, not the owner's)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -275,7 +276,7 @@ class VoiceNode:
             if exc.reply_to is not None:
                 instance, request_id = exc.reply_to
                 await self._publish(
-                    instance, control.reply_error(request_id, "bad_request", str(exc))
+                    instance, control.reply_error(request_id, ErrorCode.BAD_REQUEST, str(exc))
                 )
             return
         now = time.time()
@@ -285,7 +286,7 @@ class VoiceNode:
         if request.deadline > now + control.MAX_DEADLINE_AHEAD_SECONDS:
             await self._publish(
                 request.instance,
-                control.reply_error(request.id, "bad_request", "deadline: too far ahead"),
+                control.reply_error(request.id, ErrorCode.BAD_REQUEST, "deadline: too far ahead"),
             )
             return
         try:
@@ -296,7 +297,7 @@ class VoiceNode:
             reply = control.reply_error(request.id, control.error_code(exc), str(exc))
         except Exception:
             log.exception("voice node: %s request %s failed", request.op, request.id)
-            reply = control.reply_error(request.id, "internal", "the voice node failed")
+            reply = control.reply_error(request.id, ErrorCode.INTERNAL, "the voice node failed")
         else:
             reply = control.reply_ok(request.id, result)
         await self._publish(request.instance, reply)
@@ -349,7 +350,9 @@ class VoiceNode:
             )
             await self._close_if_empty(previous.room)
         if len(self._members) >= self.capacity:
-            raise NodeError("node_full", f"this voice node is full ({self.capacity} participants)")
+            raise NodeError(
+                ErrorCode.NODE_FULL, f"this voice node is full ({self.capacity} participants)"
+            )
         await self.sfu.create_room(request.room, request.user_limit)
         answer = await self.sfu.join(request.room, request.participant, request.sdp)
         self._members[request.participant] = _Member(request.room, request.instance)

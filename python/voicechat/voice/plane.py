@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from voicechat._native import UnknownRoomError
 from voicechat._native import sfu as native_sfu
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import ServiceUnavailable
 from voicechat.voice.media import Sfu, check_socket_buffers
 
@@ -27,7 +28,7 @@ EventKind = Literal["connected", "left", "speaking", "offer"]
 class VoiceUnavailable(ServiceUnavailable):
     """No voice node answered (none alive, or the one holding the channel stopped answering)."""
 
-    code = "voice_unavailable"
+    code = ErrorCode.VOICE_UNAVAILABLE
 
     def __init__(self, message: str = "voice is unavailable right now; try again shortly") -> None:
         super().__init__(message)

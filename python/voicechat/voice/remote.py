@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from voicechat._native import SfuError, UnknownParticipantError
 from voicechat.cache import Cache, keys
+from voicechat.error_codes import ErrorCode
 from voicechat.voice import control
 from voicechat.voice.plane import PlaneEvent, VoiceUnavailable
 
@@ -188,7 +189,7 @@ class RemoteMediaPlane:
         native = control.ERRORS_BY_CODE.get(code)
         if native is not None:
             raise native(text)
-        if code == "node_full":
+        if code == ErrorCode.NODE_FULL:
             raise VoiceUnavailable("the voice server of this channel is full; try again later")
         log.warning("voice: node %s refused %s: %s (%s)", node, op, code, text)
         raise VoiceUnavailable()

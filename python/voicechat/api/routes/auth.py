@@ -12,6 +12,7 @@ from voicechat.api.deps import Auth, BearerToken, ClientInfo, CurrentUser, Res
 from voicechat.api.schemas import Body, OwnProfile, UsernameField
 from voicechat.auth.service import MfaChallenge, TokenPair
 from voicechat.db.repositories import UserRepository
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import NotFound, Unauthorized
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -136,7 +137,7 @@ async def login(
     if body.provider is not None:
         sso = resources.sso
         if sso is None:
-            raise NotFound("no such SSO provider", code="unknown_provider")
+            raise NotFound("no such SSO provider", code=ErrorCode.UNKNOWN_PROVIDER)
         url = await sso.start(body.provider, body.redirect_uri, client)
         return SsoStartResponse(authorization_url=url)
     assert body.username is not None
@@ -164,7 +165,7 @@ async def mfa_verify(
         return await _tokens(resources, pair)
     if bearer is None:
         raise Unauthorized(
-            "send mfa_token, or an access token to confirm set-up", code="missing_token"
+            "send mfa_token, or an access token to confirm set-up", code=ErrorCode.MISSING_TOKEN
         )
     caller = await auth.authenticate(bearer)
     return MfaEnabledResponse(backup_codes=await auth.confirm_mfa(caller, body.code, client))

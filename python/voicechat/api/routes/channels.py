@@ -18,6 +18,7 @@ from voicechat.chat.permissions import (
     visible_channels,
 )
 from voicechat.db.repositories.channels import ChannelRepository
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 from voicechat.events import Event
 from voicechat.storage.repository import FileRepository
@@ -134,13 +135,13 @@ async def update_channel(
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
     changes = body.model_dump(exclude_unset=True)
     if access.channel.type == "dm":
-        raise BadRequest("DMs cannot be edited", code="dm_immutable")
+        raise BadRequest("DMs cannot be edited", code=ErrorCode.DM_IMMUTABLE)
     if changes.get("name", "") is None or changes.get("position", 0) is None:
-        raise BadRequest("name and position cannot be null", code="invalid_change")
+        raise BadRequest("name and position cannot be null", code=ErrorCode.INVALID_CHANGE)
     if "user_limit" in changes and access.channel.type != "voice":
-        raise BadRequest("user_limit belongs to voice channels", code="invalid_change")
+        raise BadRequest("user_limit belongs to voice channels", code=ErrorCode.INVALID_CHANGE)
     if "category_id" in changes and access.channel.type == "category":
-        raise BadRequest("categories do not nest", code="invalid_category")
+        raise BadRequest("categories do not nest", code=ErrorCode.INVALID_CATEGORY)
     channel = await ChannelRepository(db).update(channel_id, changes)
     await _publish_channel(resources, channel, "update")
     return ChannelOut.of(channel)
@@ -151,7 +152,7 @@ async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resource
     """Delete a channel and its messages (needs `manage_channels`; not for DMs)."""
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
     if access.channel.type == "dm":
-        raise BadRequest("DMs cannot be deleted", code="dm_immutable")
+        raise BadRequest("DMs cannot be deleted", code=ErrorCode.DM_IMMUTABLE)
     # Tell subscribers before the row (and with it the visibility check) disappears.
     await _publish_channel(resources, access.channel, "delete")
     async with db.transaction():
@@ -190,10 +191,12 @@ async def put_member(
     """Add a member to a private channel, or set their per-channel role."""
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
     if access.channel.type == "dm":
-        raise BadRequest("DM membership is fixed", code="dm_immutable")
+        raise BadRequest("DM membership is fixed", code=ErrorCode.DM_IMMUTABLE)
     role_id = body.role_id if body is not None else None
     if role_id is not None and Permission.ADMINISTRATOR not in access.permissions:
-        raise BadRequest("only administrators assign per-channel roles", code="missing_permission")
+        raise BadRequest(
+            "only administrators assign per-channel roles", code=ErrorCode.MISSING_PERMISSION
+        )
     await ChannelRepository(db).add_member(channel_id, user_id, role_id)
     await _publish_channel(resources, access.channel, "update")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -207,9 +210,9 @@ async def delete_member(
     needed = () if user_id == caller.user_id else (Permission.MANAGE_CHANNELS,)
     access = await require(db, caller.user_id, channel_id, *needed)
     if access.channel.type == "dm":
-        raise BadRequest("DM membership is fixed", code="dm_immutable")
+        raise BadRequest("DM membership is fixed", code=ErrorCode.DM_IMMUTABLE)
     if not await ChannelRepository(db).remove_member(channel_id, user_id):
-        raise NotFound("not a member", code="member_not_found")
+        raise NotFound("not a member", code=ErrorCode.MEMBER_NOT_FOUND)
     await _publish_channel(resources, access.channel, "update")
     # The removed user can no longer see the channel: tell them directly.
     await resources.events.publish(
@@ -232,10 +235,10 @@ async def create_dm(
     """
     others = sorted(set(body.user_ids) - {caller.user_id})
     if not others:
-        raise BadRequest("a DM needs someone else", code="invalid_dm")
+        raise BadRequest("a DM needs someone else", code=ErrorCode.INVALID_DM)
     repo = ChannelRepository(db)
     if await repo.count_existing_users(others) != len(others):
-        raise NotFound("no such user", code="user_not_found")
+        raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
     async with db.transaction():
         if len(others) == 1:
             # Serialise concurrent "open a DM with X" so a pair never gets two DMs.

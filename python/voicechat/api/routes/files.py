@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from voicechat.api.deps import CurrentUser, Res
 from voicechat.chat.permissions import Permission, require
 from voicechat.crypto import DecryptionError
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadRequest,
     NotFound,
@@ -92,7 +93,7 @@ def _check_declared_length(request: Request, limit: int) -> None:
     try:
         size = int(declared)
     except ValueError:
-        raise BadRequest("Content-Length is not a number", code="bad_request") from None
+        raise BadRequest("Content-Length is not a number") from None
     if size > limit + MULTIPART_OVERHEAD_BYTES:
         raise _too_large(limit)
 
@@ -113,7 +114,7 @@ def _parse_channel_id(value: str) -> UUID:
     try:
         return UUID(value.strip())
     except ValueError:
-        raise ValidationFailed("channel_id: not a valid id", code="validation_error") from None
+        raise ValidationFailed("channel_id: not a valid id") from None
 
 
 async def _request_body(request: Request) -> AsyncIterator[bytes]:
@@ -121,7 +122,9 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
         async for piece in request.stream():
             yield piece
     except ClientDisconnect:
-        raise BadRequest("the client went away mid-upload", code="client_disconnected") from None
+        raise BadRequest(
+            "the client went away mid-upload", code=ErrorCode.CLIENT_DISCONNECTED
+        ) from None
 
 
 @router.post(
@@ -187,7 +190,7 @@ async def upload(
             ):
                 await check_channel(_parse_channel_id(event.value))
         if stored is None or not finished:
-            raise ValidationFailed("file: required", code="validation_error")
+            raise ValidationFailed("file: required")
         sniffed = sniff(bytes(head), complete=stored.size == len(head))
         filename = safe_filename(client_name, sniffed)
         await stored.commit()
@@ -214,7 +217,7 @@ async def upload(
         await _discard(res.storage.delete(stored.key), file_id)
         if isinstance(exc, asyncpg.ForeignKeyViolationError):
             # The channel (or the uploader) was deleted while the bytes were flowing.
-            raise NotFound("no such channel", code="channel_not_found") from None
+            raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND) from None
         raise
     return UploadedFile.of(file)
 
@@ -336,10 +339,14 @@ async def download(
         first = await anext(content, b"")
     except ObjectMissing:
         log.error("file %s has a row but no object %s", file.id, file.s3_key)
-        raise NotFound("the file's content is missing", code="file_content_missing") from None
+        raise NotFound(
+            "the file's content is missing", code=ErrorCode.FILE_CONTENT_MISSING
+        ) from None
     except DecryptionError:
         log.error("file %s failed to decrypt", file.id)
-        raise ServiceUnavailable("the file cannot be read", code="file_unreadable") from None
+        raise ServiceUnavailable(
+            "the file cannot be read", code=ErrorCode.FILE_UNREADABLE
+        ) from None
 
     async def body() -> AsyncIterator[bytes]:
         try:

@@ -21,6 +21,7 @@ from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.schemas import Body
 from voicechat.db.repositories.keys import KeyRepository
 from voicechat.e2ee.signing import decode_key, verify_signed
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from voicechat.events import Event
 
@@ -143,7 +144,7 @@ async def _announce_devices(resources: Res, repo: KeyRepository, user_id: UUID) 
 async def _session_device(repo: KeyRepository, caller: CurrentUser) -> str:
     device_id = await repo.session_device(caller.user_id, caller.session_id)
     if device_id is None:
-        raise BadRequest("upload this session's device keys first", code="no_device")
+        raise BadRequest("upload this session's device keys first", code=ErrorCode.NO_DEVICE)
     return device_id
 
 
@@ -158,19 +159,23 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
     if body.device_keys is not None:
         keys = body.device_keys
         if keys.user_id != caller.user_id:
-            raise BadRequest("device_keys.user_id must be yours", code="invalid_device_keys")
+            raise BadRequest(
+                "device_keys.user_id must be yours", code=ErrorCode.INVALID_DEVICE_KEYS
+            )
         if decode_key(keys.keys.curve25519) is None or decode_key(keys.keys.ed25519) is None:
-            raise ValidationFailed("keys must be 32-byte base64 keys", code="invalid_key")
+            raise ValidationFailed("keys must be 32-byte base64 keys", code=ErrorCode.INVALID_KEY)
         signed = keys.model_dump(mode="json")
         if not verify_signed(signed, keys.keys.ed25519):
-            raise BadRequest("the device keys' signature does not verify", code="invalid_signature")
+            raise BadRequest(
+                "the device keys' signature does not verify", code=ErrorCode.INVALID_SIGNATURE
+            )
         existing = await repo.device(caller.user_id, keys.device_id)
         if existing is not None and (
             existing["identity_key"] != keys.keys.curve25519
             or existing["signing_key"] != keys.keys.ed25519
         ):
             raise Conflict(
-                "this device id has other keys; use a new device id", code="device_exists"
+                "this device id has other keys; use a new device id", code=ErrorCode.DEVICE_EXISTS
             )
         new_device = existing is None
         await repo.register_device(
@@ -185,7 +190,7 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
     elif body.device_id is not None:
         device_id = body.device_id
         if await repo.device(caller.user_id, device_id) is None:
-            raise NotFound("no such device of yours", code="unknown_device")
+            raise NotFound("no such device of yours", code=ErrorCode.UNKNOWN_DEVICE)
     else:
         device_id = await _session_device(repo, caller)
     device = await repo.device(caller.user_id, device_id)
@@ -197,14 +202,17 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
         if decode_key(signed_key.key) is None or not verify_signed(
             {**payload, "signature": signed_key.signature}, signing_key
         ):
-            raise BadRequest(f"one-time key {key_id} has a bad signature", code="invalid_signature")
+            raise BadRequest(
+                f"one-time key {key_id} has a bad signature", code=ErrorCode.INVALID_SIGNATURE
+            )
         one_time.append(
             {"key_id": key_id, "key": signed_key.key, "signature": signed_key.signature}
         )
     stored, _ = await repo.key_counts(caller.user_id, device_id)
     if stored + len(one_time) > MAX_ONE_TIME_KEYS_STORED:
         raise BadRequest(
-            f"a device holds at most {MAX_ONE_TIME_KEYS_STORED} one-time keys", code="too_many_keys"
+            f"a device holds at most {MAX_ONE_TIME_KEYS_STORED} one-time keys",
+            code=ErrorCode.TOO_MANY_KEYS,
         )
     if body.fallback_key is not None:
         fb = body.fallback_key
@@ -212,7 +220,9 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
         if decode_key(fb.key) is None or not verify_signed(
             {**payload, "signature": fb.signature}, signing_key
         ):
-            raise BadRequest("the fallback key has a bad signature", code="invalid_signature")
+            raise BadRequest(
+                "the fallback key has a bad signature", code=ErrorCode.INVALID_SIGNATURE
+            )
     async with db.transaction():
         await repo.add_one_time_keys(caller.user_id, device_id, one_time)
         if body.fallback_key is not None:
@@ -251,7 +261,9 @@ async def claim_keys(body: KeysClaim, _caller: CurrentUser, db: Db) -> KeysClaim
     for user_id, device_ids in body.one_time_keys.items():
         for device_id in device_ids:
             if await repo.device(user_id, device_id) is None:
-                raise NotFound(f"no device {device_id} of user {user_id}", code="unknown_device")
+                raise NotFound(
+                    f"no device {device_id} of user {user_id}", code=ErrorCode.UNKNOWN_DEVICE
+                )
     async with db.transaction():
         for user_id, device_ids in body.one_time_keys.items():
             for device_id in dict.fromkeys(device_ids):
@@ -289,16 +301,20 @@ async def send_to_device(
             if size > MAX_TO_DEVICE_BYTES:
                 raise PayloadTooLarge(
                     f"a to-device message is at most {MAX_TO_DEVICE_BYTES // 1024} KiB",
-                    code="to_device_too_large",
+                    code=ErrorCode.TO_DEVICE_TOO_LARGE,
                 )
             targets = sorted(known) if device_id == "*" else [device_id]
             if device_id != "*" and device_id not in known:
-                raise NotFound(f"no device {device_id} of user {user_id}", code="unknown_device")
+                raise NotFound(
+                    f"no device {device_id} of user {user_id}", code=ErrorCode.UNKNOWN_DEVICE
+                )
             queued.extend(
                 {"user_id": str(user_id), "device_id": d, "content": content} for d in targets
             )
     if len(queued) > MAX_TO_DEVICE_RECIPIENTS:
-        raise BadRequest("too many recipients in one transaction", code="too_many_recipients")
+        raise BadRequest(
+            "too many recipients in one transaction", code=ErrorCode.TOO_MANY_RECIPIENTS
+        )
     async with db.transaction():
         if not await repo.start_txn(caller.user_id, sender_device, txn_id):
             return {"queued": 0}
@@ -379,6 +395,6 @@ async def delete_device(
     """Remove one of the caller's devices; the others are told."""
     repo = KeyRepository(db)
     if not await repo.delete_device(caller.user_id, device_id):
-        raise NotFound("no such device of yours", code="unknown_device")
+        raise NotFound("no such device of yours", code=ErrorCode.UNKNOWN_DEVICE)
     await _announce_devices(resources, repo, caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -15,6 +15,7 @@ from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
 from voicechat.db.repositories.keys import KeyRepository
 from voicechat.db.repositories.messages import MessageRepository
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Forbidden, NotFound
 from voicechat.events import Event
 from voicechat.storage.repository import FileRepository
@@ -52,7 +53,7 @@ class MessageCreate(Body):
             raise BadRequest(
                 "the encrypted form needs algorithm, ciphertext, sender_key, session_id and "
                 "device_id",
-                code="incomplete_ciphertext",
+                code=ErrorCode.INCOMPLETE_CIPHERTEXT,
             )
         return EncryptedBody(
             algorithm=self.algorithm or "",
@@ -80,16 +81,18 @@ def _body_for(
         if body.content is not None:
             raise BadRequest(
                 "this channel is end-to-end encrypted: send the encrypted form, not content",
-                code="encryption_required",
+                code=ErrorCode.ENCRYPTION_REQUIRED,
             )
         if encrypted is None:
-            raise BadRequest("send the encrypted form", code="encryption_required")
+            raise BadRequest("send the encrypted form", code=ErrorCode.ENCRYPTION_REQUIRED)
         return None, encrypted.model_dump()
     if encrypted is not None:
-        raise BadRequest("this channel is not encrypted: send content", code="not_encrypted")
+        raise BadRequest(
+            "this channel is not encrypted: send content", code=ErrorCode.NOT_ENCRYPTED
+        )
     content = body.content or ""
     if not content.strip() and not allow_empty:
-        raise BadRequest("a message needs content or an attachment", code="empty_message")
+        raise BadRequest("a message needs content or an attachment", code=ErrorCode.EMPTY_MESSAGE)
     return content, None
 
 
@@ -101,7 +104,7 @@ async def _visible_message(
         record = await MessageRepository(db).get(message_id)
         access = await require(db, user_id, record["channel_id"], Permission.VIEW_CHANNEL)
     except NotFound:
-        raise NotFound("no such message", code="message_not_found") from None
+        raise NotFound("no such message", code=ErrorCode.MESSAGE_NOT_FOUND) from None
     return record, access
 
 
@@ -139,9 +142,11 @@ async def send_message(
     """Send a message; a resend with the same `nonce` returns the first one (200)."""
     access = await require(db, caller.user_id, channel_id, Permission.SEND_MESSAGES)
     if access.channel.type in ("voice", "category"):
-        raise BadRequest("messages go to text channels and DMs", code="not_a_text_channel")
+        raise BadRequest("messages go to text channels and DMs", code=ErrorCode.NOT_A_TEXT_CHANNEL)
     if body.attachments and not access.allows(Permission.UPLOAD_FILES):
-        raise Forbidden("you need the upload_files permission here", code="missing_permission")
+        raise Forbidden(
+            "you need the upload_files permission here", code=ErrorCode.MISSING_PERMISSION
+        )
     content, content_enc = _body_for(access, body, allow_empty=bool(body.attachments))
     record, created = await MessageRepository(db).create(
         channel_id=channel_id,
@@ -177,7 +182,7 @@ async def edit_message(
     repo = MessageRepository(db)
     record, access = await _visible_message(db, caller.user_id, message_id)
     if record["user_id"] != caller.user_id:
-        raise Forbidden("only the author can edit a message", code="not_author")
+        raise Forbidden("only the author can edit a message", code=ErrorCode.NOT_AUTHOR)
     content, content_enc = _body_for(access, body, allow_empty=bool(record["attachments"]))
     message = Message.of(await repo.edit(message_id, content=content, content_enc=content_enc))
     await resources.events.publish(
@@ -192,7 +197,9 @@ async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resource
     repo = MessageRepository(db)
     record, access = await _visible_message(db, caller.user_id, message_id)
     if record["user_id"] != caller.user_id and not access.allows(Permission.MANAGE_MESSAGES):
-        raise Forbidden("you need the manage_messages permission here", code="missing_permission")
+        raise Forbidden(
+            "you need the manage_messages permission here", code=ErrorCode.MISSING_PERMISSION
+        )
     async with db.transaction():
         orphans = await FileRepository(db).remove_for_message(message_id)
         await repo.delete(message_id)

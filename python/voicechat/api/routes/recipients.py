@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from voicechat.api.deps import CurrentUser, Db
 from voicechat.chat.permissions import SELECT_BASE_PERMISSIONS, Permission, require
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest
 
 router = APIRouter(tags=["e2ee"])
@@ -55,7 +56,7 @@ async def recipients(channel_id: UUID, caller: CurrentUser, db: Db) -> Recipient
     access = await require(db, caller.user_id, channel_id, Permission.VIEW_CHANNEL)
     channel = access.channel
     if not channel.encrypted:
-        raise BadRequest("this channel is not end-to-end encrypted", code="not_encrypted")
+        raise BadRequest("this channel is not end-to-end encrypted", code=ErrorCode.NOT_ENCRYPTED)
     query = (
         SELECT_MEMBER_RECIPIENTS
         if channel.private or channel.type == "dm"

@@ -11,6 +11,7 @@ from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.schemas import Body
 from voicechat.chat.permissions import ALL_PERMISSIONS, Permission, require_global
 from voicechat.db.repositories.roles import Role, RoleRepository
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Forbidden
 from voicechat.events import Event
 
@@ -69,7 +70,8 @@ def _no_escalation(granted: frozenset[str], permissions: list[str]) -> None:
     missing = sorted(set(permissions) - granted)
     if missing:
         raise Forbidden(
-            f"you cannot grant {missing[0]} without holding it", code="permission_escalation"
+            f"you cannot grant {missing[0]} without holding it",
+            code=ErrorCode.PERMISSION_ESCALATION,
         )
 
 

@@ -16,6 +16,7 @@ from voicechat.api.deps import ClientInfo, Res
 from voicechat.api.routes.auth import TokenResponse, _tokens
 from voicechat.api.schemas import Body
 from voicechat.auth.sso import SsoFailed, SsoService, _with_query
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import NotFound
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -37,7 +38,7 @@ class ExchangeRequest(Body):
 
 def _sso(resources: Res) -> SsoService:
     if resources.sso is None:
-        raise NotFound("no SSO provider is configured", code="unknown_provider")
+        raise NotFound("no SSO provider is configured", code=ErrorCode.UNKNOWN_PROVIDER)
     return resources.sso
 
 

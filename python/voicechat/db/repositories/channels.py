@@ -9,6 +9,7 @@ import asyncpg
 
 from voicechat.chat.permissions import CHANNEL_COLUMNS, Channel
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 
 INSERT_CHANNEL = f"""
@@ -109,7 +110,7 @@ class ChannelRepository:
     async def _require_category(self, category_id: UUID) -> None:
         kind = await self._conn.fetchval(SELECT_CATEGORY_TYPE, category_id)
         if kind != "category":
-            raise BadRequest("category_id must name a category", code="invalid_category")
+            raise BadRequest("category_id must name a category", code=ErrorCode.INVALID_CATEGORY)
 
     async def get(self, channel_id: UUID) -> Channel:
         """The channel (callers check access first).
@@ -119,7 +120,7 @@ class ChannelRepository:
         """
         record = await self._conn.fetchrow(SELECT_CHANNEL, channel_id)
         if record is None:
-            raise NotFound("no such channel", code="channel_not_found")
+            raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
         return Channel.from_record(record)
 
     async def update(self, channel_id: UUID, changes: dict[str, Any]) -> Channel:
@@ -139,7 +140,7 @@ class ChannelRepository:
             changes.get("user_limit"),
         )
         if record is None:
-            raise NotFound("no such channel", code="channel_not_found")
+            raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
         return Channel.from_record(record)
 
     async def delete(self, channel_id: UUID) -> None:
@@ -157,7 +158,7 @@ class ChannelRepository:
         try:
             await self._conn.execute(INSERT_MEMBER, channel_id, user_id, role_id)
         except asyncpg.ForeignKeyViolationError:
-            raise NotFound("no such user or role", code="user_not_found") from None
+            raise NotFound("no such user or role", code=ErrorCode.USER_NOT_FOUND) from None
 
     async def remove_member(self, channel_id: UUID, user_id: UUID) -> bool:
         """Remove a member; False if they were not one."""

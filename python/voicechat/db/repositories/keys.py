@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Conflict
 
 SELECT_DEVICE = """
@@ -133,7 +134,7 @@ class KeyRepository:
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(
-                "these identity keys belong to another device", code="key_reused"
+                "these identity keys belong to another device", code=ErrorCode.KEY_REUSED
             ) from None
 
     async def session_device(self, user_id: UUID, session_id: UUID) -> str | None:

@@ -9,6 +9,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 
 # Every read returns these columns: the message, its author's profile and its attachments.
@@ -100,7 +101,7 @@ class MessageRepository:
         """
         record = await self._conn.fetchrow(SELECT_ONE, message_id)
         if record is None:
-            raise NotFound("no such message", code="message_not_found")
+            raise NotFound("no such message", code=ErrorCode.MESSAGE_NOT_FOUND)
         return record
 
     async def create(
@@ -127,7 +128,7 @@ class MessageRepository:
                 target_channel = await self._conn.fetchval(SELECT_REPLY_CHANNEL, reply_to)
                 if target_channel != channel_id:
                     raise BadRequest(
-                        "reply_to must be a message of this channel", code="invalid_reply"
+                        "reply_to must be a message of this channel", code=ErrorCode.INVALID_REPLY
                     )
             message_id = uuid7()
             inserted = await self._conn.fetchval(
@@ -151,7 +152,7 @@ class MessageRepository:
                 if status != f"UPDATE {len(set(attachments))}":
                     raise BadRequest(
                         "attachments must be your own unused uploads to this channel",
-                        code="invalid_attachment",
+                        code=ErrorCode.INVALID_ATTACHMENT,
                     )
             record = await self._conn.fetchrow(SELECT_ONE, message_id)
             assert record is not None

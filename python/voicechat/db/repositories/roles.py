@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound
 
 _COLUMNS = "id, name, color, permissions, position, is_default"
@@ -67,7 +68,7 @@ class RoleRepository:
         """
         record = await self._conn.fetchrow(SELECT_ROLE, role_id)
         if record is None:
-            raise NotFound("no such role", code="role_not_found")
+            raise NotFound("no such role", code=ErrorCode.ROLE_NOT_FOUND)
         return Role.from_record(record)
 
     async def create(self, name: str, color: int, permissions: list[str], position: int) -> Role:
@@ -79,7 +80,7 @@ class RoleRepository:
         try:
             record = await self._conn.fetchrow(INSERT_ROLE, name, color, permissions, position)
         except asyncpg.UniqueViolationError:
-            raise Conflict("a role of that name exists", code="role_name_taken") from None
+            raise Conflict("a role of that name exists", code=ErrorCode.ROLE_NAME_TAKEN) from None
         assert record is not None
         return Role.from_record(record)
 
@@ -95,9 +96,9 @@ class RoleRepository:
                 changes.get("position"),
             )
         except asyncpg.UniqueViolationError:
-            raise Conflict("a role of that name exists", code="role_name_taken") from None
+            raise Conflict("a role of that name exists", code=ErrorCode.ROLE_NAME_TAKEN) from None
         if record is None:
-            raise NotFound("no such role", code="role_not_found")
+            raise NotFound("no such role", code=ErrorCode.ROLE_NOT_FOUND)
         return Role.from_record(record)
 
     async def delete(self, role_id: UUID) -> None:
@@ -109,7 +110,7 @@ class RoleRepository:
         """
         role = await self.get(role_id)
         if role.is_default:
-            raise BadRequest("the default role cannot be deleted", code="default_role")
+            raise BadRequest("the default role cannot be deleted", code=ErrorCode.DEFAULT_ROLE)
         await self._conn.execute(DELETE_ROLE, role_id)
 
     async def assign(self, user_id: UUID, role_id: UUID) -> None:
@@ -121,7 +122,7 @@ class RoleRepository:
         try:
             await self._conn.execute(ASSIGN, user_id, role_id)
         except asyncpg.ForeignKeyViolationError:
-            raise NotFound("no such user or role", code="not_found") from None
+            raise NotFound("no such user or role", code=ErrorCode.NOT_FOUND) from None
 
     async def unassign(self, user_id: UUID, role_id: UUID) -> bool:
         """Take a role away; False if the user did not hold it."""

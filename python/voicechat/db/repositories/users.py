@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.error_codes import ErrorCode
 from voicechat.errors import Conflict, NotFound
 
 AuthMethod = Literal["local", "oidc"]
@@ -152,7 +153,7 @@ class UserRepository:
                 provider,
             )
         except asyncpg.UniqueViolationError:
-            raise Conflict("that username is taken", code="username_taken") from None
+            raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN) from None
         assert record is not None
         return User.from_record(record)
 
@@ -164,7 +165,7 @@ class UserRepository:
         """
         record = await self._conn.fetchrow(SELECT_USER_BY_ID, user_id)
         if record is None:
-            raise NotFound("no such user", code="user_not_found")
+            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         return User.from_record(record)
 
     async def find_by_username(self, username: str) -> User | None:
@@ -208,7 +209,7 @@ class UserRepository:
             changes.get("avatar_url"),
         )
         if record is None:
-            raise NotFound("no such user", code="user_not_found")
+            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         return User.from_record(record)
 
     async def set_status(self, user_id: UUID, status: Status) -> None:
@@ -234,7 +235,7 @@ class MfaRepository:
         """The sealed TOTP secret (if any) and whether MFA is on."""
         record = await self._conn.fetchrow(SELECT_MFA, user_id)
         if record is None:
-            raise NotFound("no such user", code="user_not_found")
+            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         return record["mfa_secret"], record["mfa_enabled"]
 
     async def set_pending_secret(self, user_id: UUID, sealed_secret: bytes) -> None:
