@@ -19,22 +19,15 @@ def confirm(title: str, text: str, action: str, on_yes: Callable[[], None]) -> P
     """Ask before doing something that cannot be undone."""
     content = BoxLayout(orientation="vertical", spacing=dp(12), padding=dp(12))
     content.add_widget(Label(text=text, color=theme.TEXT))
-    buttons = BoxLayout(size_hint_y=None, height=dp(40), spacing=dp(8))
     popup = Popup(title=title, content=content, size_hint=(None, None), size=(dp(380), dp(190)))
-    cancel = FlatButton(text="Cancel", bg=theme.SELECTED)
     yes = FlatButton(text=action, bg=theme.DANGER)
-    cancel.bind(on_release=lambda *_: popup.dismiss())
 
     def accept(*_args: object) -> None:
         popup.dismiss()
         on_yes()
 
     yes.bind(on_release=accept)
-    buttons.add_widget(cancel)
-    buttons.add_widget(yes)
-    content.add_widget(buttons)
-    popup.open()
-    return popup
+    return _open_with_buttons(popup, content, yes)
 
 
 def pick_file(on_chosen: Callable[[str], None], start: Path | None = None) -> Popup:
@@ -42,7 +35,6 @@ def pick_file(on_chosen: Callable[[str], None], start: Path | None = None) -> Po
     content = BoxLayout(orientation="vertical", spacing=dp(8), padding=dp(8))
     chooser = FileChooserListView(path=str(start or Path.home()))
     content.add_widget(chooser)
-    buttons = BoxLayout(size_hint_y=None, height=dp(40), spacing=dp(8))
     popup = Popup(title="Attach a file", content=content, size_hint=(0.8, 0.8))
 
     def choose(*_args: object) -> None:
@@ -50,13 +42,19 @@ def pick_file(on_chosen: Callable[[str], None], start: Path | None = None) -> Po
             popup.dismiss()
             on_chosen(chooser.selection[0])
 
-    cancel = FlatButton(text="Cancel", bg=theme.SELECTED)
     attach = FlatButton(text="Attach")
-    cancel.bind(on_release=lambda *_: popup.dismiss())
     attach.bind(on_release=choose)
     chooser.bind(on_submit=choose)
+    return _open_with_buttons(popup, content, attach)
+
+
+def _open_with_buttons(popup: Popup, content: BoxLayout, action: FlatButton) -> Popup:
+    """Put Cancel and `action` under the dialog's content, and show it."""
+    buttons = BoxLayout(size_hint_y=None, height=dp(40), spacing=dp(8))
+    cancel = FlatButton(text="Cancel", bg=theme.SELECTED)
+    cancel.bind(on_release=lambda *_: popup.dismiss())
     buttons.add_widget(cancel)
-    buttons.add_widget(attach)
+    buttons.add_widget(action)
     content.add_widget(buttons)
     popup.open()
     return popup
