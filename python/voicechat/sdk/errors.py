@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from voicechat.error_codes import ErrorCode
+
 
 class ApiError(Exception):
     """The server answered with an error (SPEC §3 shape)."""
@@ -59,7 +61,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 def error_from_response(status: int, body: Any, retry_after: str | None) -> ApiError:
     """The exception for an error response."""
     error = body.get("error", {}) if isinstance(body, dict) else {}
-    code = str(error.get("code", "error"))
+    code = str(error.get("code", ErrorCode.ERROR))
     message = str(error.get("message", f"HTTP {status}"))
     request_id = error.get("request_id")
     if status == 429:

@@ -10,52 +10,56 @@ import httpx
 import websockets
 from pydantic import ValidationError
 
+from voicechat.error_codes import ErrorCode, RpcErrorCode
 from voicechat.sdk.crypto import CryptoError, StoreError
 from voicechat.sdk.errors import ApiError, MfaRequired, RateLimitedError
 from voicechat.sdk.gateway import GatewayError
 
 # Sentences for the codes a person of the desktop client can run into. Codes not listed fall
-# back to the server's own message, which SPEC §3 already writes for a person.
-_BY_CODE = {
-    "invalid_credentials": "Wrong username or password.",
-    "invalid_mfa_code": "That code is not right, or it was already used. Try the next one.",
-    "invalid_mfa_token": "The sign-in took too long. Enter your password again.",
-    "missing_token": "You are not signed in. Sign in again.",
-    "invalid_token": "Your session has ended. Sign in again.",
-    "session_revoked": "Your session has ended. Sign in again.",
-    "invalid_refresh_token": "Your session has ended. Sign in again.",
-    "refresh_token_reused": "Your session was ended for safety. Sign in again.",
-    "username_taken": "That username is taken. Choose another one.",
-    "not_author": "You can only edit your own messages.",
-    "missing_permission": "You are not allowed to do that here.",
-    "message_not_found": "That message no longer exists.",
-    "channel_not_found": "That channel no longer exists, or you cannot see it.",
-    "file_not_found": "That file no longer exists, or you cannot see it.",
-    "user_not_found": "There is no such user.",
-    "empty_message": "Write something first.",
-    "field_too_long": "That is too long.",
-    "not_a_text_channel": "You cannot write in a voice channel.",
-    "not_a_voice_channel": "That is not a voice channel.",
-    "voice_channel_full": "That voice channel is full.",
-    "encryption_required": "This conversation is end-to-end encrypted, and this device has no "
-    "keys for it yet.",
-    "mfa_already_enabled": "Two-factor authentication is already on.",
-    "mfa_not_enabled": "Two-factor authentication is not on.",
-    "mfa_not_started": "Start the two-factor set-up first.",
-    "unknown_provider": "The server does not offer that single sign-on provider.",
-    "sso_denied": "The sign-in was cancelled at the provider.",
-    "invalid_login_code": "That sign-in link has expired. Try again.",
-    "invalid_state": "That sign-in link has expired. Try again.",
-    "sso_provider_unavailable": "The single sign-on provider cannot be reached right now.",
-    "sso_provider_error": "The single sign-on provider answered with an error.",
-    "payload_too_large": "That file is too large for this server.",
-    "unsupported_media_type": "That kind of file is not accepted here.",
+# back to the server's own message, which SPEC §3 already writes for a person. Keyed by
+# catalogue members, which are their wire text: the code read off a response finds its entry.
+_BY_CODE: dict[str, str] = {
+    ErrorCode.INVALID_CREDENTIALS: "Wrong username or password.",
+    ErrorCode.INVALID_MFA_CODE: "That code is not right, or it was already used. Try the next one.",
+    ErrorCode.INVALID_MFA_TOKEN: "The sign-in took too long. Enter your password again.",
+    ErrorCode.MISSING_TOKEN: "You are not signed in. Sign in again.",
+    ErrorCode.INVALID_TOKEN: "Your session has ended. Sign in again.",
+    ErrorCode.SESSION_REVOKED: "Your session has ended. Sign in again.",
+    ErrorCode.INVALID_REFRESH_TOKEN: "Your session has ended. Sign in again.",
+    ErrorCode.REFRESH_TOKEN_REUSED: "Your session was ended for safety. Sign in again.",
+    ErrorCode.USERNAME_TAKEN: "That username is taken. Choose another one.",
+    ErrorCode.NOT_AUTHOR: "You can only edit your own messages.",
+    ErrorCode.MISSING_PERMISSION: "You are not allowed to do that here.",
+    ErrorCode.MESSAGE_NOT_FOUND: "That message no longer exists.",
+    ErrorCode.CHANNEL_NOT_FOUND: "That channel no longer exists, or you cannot see it.",
+    ErrorCode.FILE_NOT_FOUND: "That file no longer exists, or you cannot see it.",
+    ErrorCode.USER_NOT_FOUND: "There is no such user.",
+    ErrorCode.EMPTY_MESSAGE: "Write something first.",
+    ErrorCode.FIELD_TOO_LONG: "That is too long.",
+    ErrorCode.NOT_A_TEXT_CHANNEL: "You cannot write in a voice channel.",
+    ErrorCode.NOT_A_VOICE_CHANNEL: "That is not a voice channel.",
+    ErrorCode.VOICE_CHANNEL_FULL: "That voice channel is full.",
+    ErrorCode.ENCRYPTION_REQUIRED: (
+        "This conversation is end-to-end encrypted, and this device has no keys for it yet."
+    ),
+    ErrorCode.MFA_ALREADY_ENABLED: "Two-factor authentication is already on.",
+    ErrorCode.MFA_NOT_ENABLED: "Two-factor authentication is not on.",
+    ErrorCode.MFA_NOT_STARTED: "Start the two-factor set-up first.",
+    ErrorCode.UNKNOWN_PROVIDER: "The server does not offer that single sign-on provider.",
+    ErrorCode.SSO_DENIED: "The sign-in was cancelled at the provider.",
+    ErrorCode.INVALID_LOGIN_CODE: "That sign-in link has expired. Try again.",
+    ErrorCode.INVALID_STATE: "That sign-in link has expired. Try again.",
+    ErrorCode.SSO_PROVIDER_UNAVAILABLE: "The single sign-on provider cannot be reached right now.",
+    ErrorCode.SSO_PROVIDER_ERROR: "The single sign-on provider answered with an error.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "That file is too large for this server.",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "That kind of file is not accepted here.",
 }
 
-_GATEWAY_CODES = {
-    "-32003": "You are not allowed to do that here.",
-    "-32004": "That channel no longer exists, or you cannot see it.",
-    "-32029": "You are doing that too often. Wait a moment.",
+# Keyed by the JSON-RPC code as text, the form `GatewayError.code` has.
+_GATEWAY_CODES: dict[str, str] = {
+    str(RpcErrorCode.FORBIDDEN): "You are not allowed to do that here.",
+    str(RpcErrorCode.NOT_FOUND): "That channel no longer exists, or you cannot see it.",
+    str(RpcErrorCode.RATE_LIMITED): "You are doing that too often. Wait a moment.",
 }
 
 
@@ -80,7 +84,7 @@ def readable_error(exc: BaseException, *, server_url: str | None = None) -> str:
         if exc.code in _BY_CODE:
             return _BY_CODE[exc.code]
         if exc.status == 413:
-            return _BY_CODE["payload_too_large"]
+            return _BY_CODE[ErrorCode.PAYLOAD_TOO_LARGE]
         if exc.status >= 500:
             return f"The server{where} had a problem ({exc.status}). Try again in a moment."
         return _sentence(exc.message)
