@@ -5,20 +5,20 @@ docs/performance.md, "Voice SFU load"). This entry runs the 10-rooms-of-10 scena
 the real-time rate (50 packets/s per speaker) and once at 5x, and puts every figure in
 pytest-benchmark's `extra_info`; the timed quantity is the whole run. Targets that are not
 installed skip the run: Debian's `janus` (scripts/bench.sh installs it) and the relay binary,
-which this entry builds with `cargo build --release -p udp_relay` when cargo is there.
+which this entry builds (`benches.native.relay_binary`) when cargo is there.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
 from benches.load.common import HEADER, SCENARIOS, Result
 from benches.load.janus import run_janus
-from benches.load.targets import RELAY_BINARY, ROOT, run_direct, run_relay, run_sfu
+from benches.load.targets import run_direct, run_relay, run_sfu
+from benches.native import NotBuilt, relay_binary
 
 RATES = (50, 250)
 SECONDS = 5.0
@@ -42,13 +42,10 @@ def _record(benchmark: Any, results: list[Result]) -> None:
 def test_sfu_load(benchmark: Any) -> None:
     scenario = SCENARIOS["10x10"]
     missing = []
-    cargo = shutil.which("cargo")
-    if not RELAY_BINARY.exists() and cargo is not None:
-        subprocess.run(  # noqa: S603 (cargo from PATH, fixed arguments)
-            [cargo, "build", "--release", "--locked", "-p", "udp_relay"], cwd=ROOT, check=True
-        )
-    if not RELAY_BINARY.exists():
-        missing.append(f"{RELAY_BINARY} (cargo build --release -p udp_relay)")
+    try:
+        relay_binary()
+    except NotBuilt as err:
+        missing.append(f"udp_relay ({err})")
     if shutil.which("janus") is None:
         missing.append("janus (apt-get install janus)")
     if missing:

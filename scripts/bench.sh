@@ -15,5 +15,12 @@ for pkg in wrk libopus0 janus libportaudio2 pulseaudio pulseaudio-utils xvfb lib
   }
 done
 "$ROOT/scripts/setup.sh" dev
+# The bench-only native programs (benches/native, not in the wheel): the UDP relay floor of the
+# voice load benchmark and the dsp_bench extension of the DSP benchmark. Incremental, so cheap
+# when nothing changed; the bench entries would otherwise build them on first use.
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+cargo build --release --locked -p udp_relay
+VIRTUAL_ENV="$ROOT/.venv" "$ROOT/.venv/bin/maturin" develop --release --locked \
+  -m benches/native/dsp_bench/Cargo.toml
 exec "$ROOT/.venv/bin/pytest" benches -p no:cacheprovider --benchmark-only \
   --benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name "$@"

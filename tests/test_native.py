@@ -17,6 +17,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import voicechat
@@ -314,3 +315,106 @@ def test_config_is_frozen_final_and_hashable() -> None:
 def test_config_repr_evaluates_to_an_equal_config() -> None:
     config = sfu.SfuConfig(public_ip="2001:db8::1", max_users_per_room=8, ice_timeout=2.25)
     assert eval(repr(config), {"SfuConfig": sfu.SfuConfig}) == config  # noqa: S307
+
+
+# --- dsp and sfu.VoiceLink defaults --------------------------------------------------------
+# Each constructor's defaults live once, in the Rust config it builds (audio_dsp's EncoderConfig,
+# VadConfig, JitterConfig, CaptureConfig and PlaybackConfig, voice_link's LinkConfig): the
+# binding passes on only the arguments given. The signatures are written by hand in the binding,
+# so these check that they show what a default-built object reports.
+
+ENCODER_DEFAULTS: dict[str, object] = {
+    "bitrate": 64000,
+    "frame_ms": 20,
+    "complexity": 10,
+    "fec": True,
+    "dtx": False,
+    "expected_loss_percent": 0,
+}
+VAD_DEFAULTS: dict[str, object] = {
+    "threshold_dbov": 50,
+    "min_voice_probability": 0.5,
+    "hangover": 0.3,
+}
+DSP_DEFAULTS: dict[type, dict[str, object]] = {
+    dsp.OpusEncoder: {"channels": 1, **ENCODER_DEFAULTS},
+    dsp.Denoiser: {"bypass": False},
+    dsp.VoiceActivityDetector: VAD_DEFAULTS,
+    dsp.JitterBuffer: {
+        "min_delay": 0.02,
+        "max_delay": 0.2,
+        "clock_rate": 48000,
+        "frame_samples": 960,
+        "max_conceal": 0.1,
+    },
+    dsp.CapturePipeline: {
+        **ENCODER_DEFAULTS,
+        "denoise": True,
+        "input_rate": 48000,
+        **VAD_DEFAULTS,
+        "initial_seq": 0,
+        "initial_timestamp": 0,
+    },
+    dsp.PlaybackPipeline: {
+        "frame_ms": 20,
+        "output_rate": 48000,
+        "min_delay": 0.02,
+        "max_delay": 0.2,
+        "max_conceal": 0.1,
+    },
+}
+# Where the first packet's RTP fields start: seen in the packets, not as attributes.
+FIRST_PACKET_FIELDS = {"initial_seq": "seq", "initial_timestamp": "timestamp"}
+LINK_DEFAULTS: dict[str, object] = {
+    "frame_ms": 20,
+    "bitrate": 64000,
+    "denoise": True,
+    "push_to_talk": False,
+    "min_delay": 0.02,
+    "max_delay": 0.2,
+    "output_lead": 0.006,
+    "buffer": 1.0,
+}
+
+
+@pytest.mark.parametrize("cls", DSP_DEFAULTS, ids=lambda c: c.__name__)
+def test_dsp_defaults_are_the_rust_configs(cls: type) -> None:
+    defaults = DSP_DEFAULTS[cls]
+    built = cls()
+    reported = {name: getattr(built, name) for name in defaults if name not in FIRST_PACKET_FIELDS}
+    assert reported == {k: v for k, v in defaults.items() if k not in FIRST_PACKET_FIELDS}
+
+
+@pytest.mark.parametrize("cls", DSP_DEFAULTS, ids=lambda c: c.__name__)
+def test_dsp_signatures_show_the_real_defaults(cls: type) -> None:
+    parameters = inspect.signature(cls).parameters
+    assert {name: p.default for name, p in parameters.items()} == DSP_DEFAULTS[cls]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+
+
+def test_capture_pipeline_first_packet_starts_at_the_default_rtp_fields() -> None:
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(FRAME) / 48_000)
+    packets = dsp.CapturePipeline().push(tone.astype(np.float32))
+    assert len(packets) == 1
+    defaults = DSP_DEFAULTS[dsp.CapturePipeline]
+    for argument, field in FIRST_PACKET_FIELDS.items():
+        assert getattr(packets[0], field) == defaults[argument]
+
+
+def test_voice_link_defaults_are_the_link_config() -> None:
+    peer = sfu.Peer()
+    link = sfu.VoiceLink(peer)
+    try:
+        assert {name: getattr(link, name) for name in LINK_DEFAULTS} == LINK_DEFAULTS
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_voice_link_signature_shows_the_real_defaults() -> None:
+    parameters = inspect.signature(sfu.VoiceLink).parameters
+    peer, *options = parameters.values()
+    assert peer.name == "peer"
+    assert peer.default is inspect.Parameter.empty
+    assert {p.name: p.default for p in options} == LINK_DEFAULTS
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in options)

@@ -33,10 +33,10 @@ from benches.load.common import (
     socket_drops,
     udp_receive_drops,
 )
+from benches.native import relay_binary
 from voicechat._native.sfu import Peer
 
 ROOT = Path(__file__).resolve().parents[2]
-RELAY_BINARY = ROOT / "target" / "release" / "udp_relay"
 AUDIO_LEVEL = 30
 
 
@@ -269,7 +269,7 @@ def run_sfu(scenario: Scenario, rates: Sequence[int], seconds: float) -> list[Re
 
 def run_relay(scenario: Scenario, rates: Sequence[int], seconds: float) -> list[Result]:
     relay = subprocess.Popen(  # noqa: S603 (our own binary)
-        [RELAY_BINARY, "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+        [relay_binary(), "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
     )
     sockets: list[socket.socket] = []
     try:

@@ -156,6 +156,20 @@ impl CapturePipeline {
         self.vad.speaking()
     }
 
+    /// The speaking detection's settings.
+    #[must_use]
+    pub fn vad_config(&self) -> &VadConfig {
+        self.vad.config()
+    }
+
+    /// The microphone's sample rate (anything but 48 000 is resampled).
+    #[must_use]
+    pub fn input_rate(&self) -> u32 {
+        self.resampler
+            .as_ref()
+            .map_or(opus::SAMPLE_RATE, Resampler::rate_in)
+    }
+
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> CaptureStats {
@@ -286,6 +300,12 @@ impl PlaybackPipeline {
             resampler,
             resampled: VecDeque::new(),
         })
+    }
+
+    /// The settings the pipeline was built with.
+    #[must_use]
+    pub fn config(&self) -> &PlaybackConfig {
+        &self.config
     }
 
     /// Samples in each frame [`pop`](Self::pop) returns (at the output rate).

@@ -8,7 +8,7 @@ use audio_dsp::jitter::{
     PushOutcome, RtpPacket,
 };
 use audio_dsp::mixer;
-use audio_dsp::opus::{self, Decoder, Encoder, EncoderConfig};
+use audio_dsp::opus::{self, Decoder, Encoder, EncoderConfig, EncoderConfigBuilder};
 use audio_dsp::pcm::{self, ByteOrder};
 use audio_dsp::pipeline::{
     CaptureConfig, CapturePipeline as RustCapture, CapturedPacket as RustCaptured, PlaybackConfig,
@@ -263,6 +263,44 @@ fn packet_samples(py: Python<'_>, packet: &[u8]) -> PyResult<usize> {
     opus::packet_samples(packet).map_err(|err| dsp_error(py, err))
 }
 
+/// The encoder arguments a Python caller gave; the rest keep the `EncoderConfig` defaults.
+///
+/// Unset arguments are left to the Rust builders throughout this module: their defaults are
+/// the ones documented on the Rust configs, which each `text_signature` and the stubs repeat
+/// (tests/test_native.py checks that they agree).
+struct EncoderOptions {
+    bitrate: Option<u32>,
+    frame_ms: Option<u32>,
+    complexity: Option<u8>,
+    fec: Option<bool>,
+    dtx: Option<bool>,
+    expected_loss_percent: Option<u8>,
+}
+
+impl EncoderOptions {
+    fn apply(self, mut builder: EncoderConfigBuilder) -> EncoderConfigBuilder {
+        if let Some(bitrate) = self.bitrate {
+            builder = builder.bitrate(bitrate);
+        }
+        if let Some(frame_ms) = self.frame_ms {
+            builder = builder.frame_ms(frame_ms);
+        }
+        if let Some(complexity) = self.complexity {
+            builder = builder.complexity(complexity);
+        }
+        if let Some(fec) = self.fec {
+            builder = builder.fec(fec);
+        }
+        if let Some(dtx) = self.dtx {
+            builder = builder.dtx(dtx);
+        }
+        if let Some(percent) = self.expected_loss_percent {
+            builder = builder.expected_loss_percent(percent);
+        }
+        builder
+    }
+}
+
 /// An Opus encoder at 48 kHz (libopus, VoIP mode).
 #[pyclass(module = "voicechat._native.dsp", name = "OpusEncoder")]
 pub(crate) struct PyOpusEncoder {
@@ -272,29 +310,39 @@ pub(crate) struct PyOpusEncoder {
 #[pymethods]
 impl PyOpusEncoder {
     #[new]
-    #[pyo3(signature = (
-        *, channels = 1, bitrate = 64_000, frame_ms = 20, complexity = 10, fec = true,
-        dtx = false, expected_loss_percent = 0,
-    ))]
+    #[pyo3(
+        signature = (
+            *, channels = None, bitrate = None, frame_ms = None, complexity = None, fec = None,
+            dtx = None, expected_loss_percent = None,
+        ),
+        text_signature = "(*, channels=1, bitrate=64000, frame_ms=20, complexity=10, fec=True, \
+                          dtx=False, expected_loss_percent=0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        channels: u8,
-        bitrate: u32,
-        frame_ms: u32,
-        complexity: u8,
-        fec: bool,
-        dtx: bool,
-        expected_loss_percent: u8,
+        channels: Option<u8>,
+        bitrate: Option<u32>,
+        frame_ms: Option<u32>,
+        complexity: Option<u8>,
+        fec: Option<bool>,
+        dtx: Option<bool>,
+        expected_loss_percent: Option<u8>,
     ) -> PyResult<Self> {
-        let config = EncoderConfig::builder()
-            .channels(channels)
-            .bitrate(bitrate)
-            .frame_ms(frame_ms)
-            .complexity(complexity)
-            .fec(fec)
-            .dtx(dtx)
-            .expected_loss_percent(expected_loss_percent)
+        let mut builder = EncoderConfig::builder();
+        if let Some(channels) = channels {
+            builder = builder.channels(channels);
+        }
+        let encoder = EncoderOptions {
+            bitrate,
+            frame_ms,
+            complexity,
+            fec,
+            dtx,
+            expected_loss_percent,
+        };
+        let config = encoder
+            .apply(builder)
             .build()
             .map_err(|err| dsp_error(py, err))?;
         let inner = Encoder::new(config).map_err(|err| dsp_error(py, err))?;
@@ -476,10 +524,12 @@ pub(crate) struct PyDenoiser {
 #[pymethods]
 impl PyDenoiser {
     #[new]
-    #[pyo3(signature = (*, bypass = false))]
-    fn new(bypass: bool) -> Self {
+    #[pyo3(signature = (*, bypass = None), text_signature = "(*, bypass=False)")]
+    fn new(bypass: Option<bool>) -> Self {
         let mut inner = RustDenoiser::new();
-        inner.set_bypass(bypass);
+        if let Some(bypass) = bypass {
+            inner.set_bypass(bypass);
+        }
         Self { inner }
     }
 
@@ -527,29 +577,38 @@ pub(crate) struct PyVoiceActivityDetector {
     inner: RustVad,
 }
 
+/// A `VadConfig` from the arguments a Python caller gave; the rest keep the defaults.
 fn vad_config(
     py: Python<'_>,
-    threshold_dbov: u8,
-    min_voice_probability: f32,
-    hangover: f64,
+    threshold_dbov: Option<u8>,
+    min_voice_probability: Option<f32>,
+    hangover: Option<f64>,
 ) -> PyResult<VadConfig> {
-    VadConfig::builder()
-        .threshold_dbov(threshold_dbov)
-        .min_voice_probability(min_voice_probability)
-        .hangover(seconds_to_duration(py, "hangover", hangover)?)
-        .build()
-        .map_err(|err| dsp_error(py, err))
+    let mut builder = VadConfig::builder();
+    if let Some(level) = threshold_dbov {
+        builder = builder.threshold_dbov(level);
+    }
+    if let Some(probability) = min_voice_probability {
+        builder = builder.min_voice_probability(probability);
+    }
+    if let Some(hangover) = hangover {
+        builder = builder.hangover(seconds_to_duration(py, "hangover", hangover)?);
+    }
+    builder.build().map_err(|err| dsp_error(py, err))
 }
 
 #[pymethods]
 impl PyVoiceActivityDetector {
     #[new]
-    #[pyo3(signature = (*, threshold_dbov = 50, min_voice_probability = 0.5, hangover = 0.3))]
+    #[pyo3(
+        signature = (*, threshold_dbov = None, min_voice_probability = None, hangover = None),
+        text_signature = "(*, threshold_dbov=50, min_voice_probability=0.5, hangover=0.3)"
+    )]
     fn new(
         py: Python<'_>,
-        threshold_dbov: u8,
-        min_voice_probability: f32,
-        hangover: f64,
+        threshold_dbov: Option<u8>,
+        min_voice_probability: Option<f32>,
+        hangover: Option<f64>,
     ) -> PyResult<Self> {
         let config = vad_config(py, threshold_dbov, min_voice_probability, hangover)?;
         Ok(Self {
@@ -585,6 +644,24 @@ impl PyVoiceActivityDetector {
     #[getter]
     fn speaking(&self) -> bool {
         self.inner.speaking()
+    }
+
+    /// Level (RFC 6464, -dBov) at or below which a frame may be speech.
+    #[getter]
+    fn threshold_dbov(&self) -> u8 {
+        self.inner.config().threshold_dbov()
+    }
+
+    /// Voice probability a frame needs, when one is given.
+    #[getter]
+    fn min_voice_probability(&self) -> f32 {
+        self.inner.config().min_voice_probability()
+    }
+
+    /// Seconds the decision stays "speaking" after the last speech frame.
+    #[getter]
+    fn hangover(&self) -> f64 {
+        self.inner.config().hangover().as_secs_f64()
     }
 }
 
@@ -707,22 +784,32 @@ fn outcome_name(outcome: PushOutcome) -> &'static str {
     }
 }
 
+/// A `JitterConfig` from the arguments a Python caller gave; the rest keep the defaults.
 fn jitter_config(
     py: Python<'_>,
-    min_delay: f64,
-    max_delay: f64,
-    clock_rate: u32,
-    frame_samples: u32,
-    max_conceal: f64,
+    min_delay: Option<f64>,
+    max_delay: Option<f64>,
+    clock_rate: Option<u32>,
+    frame_samples: Option<u32>,
+    max_conceal: Option<f64>,
 ) -> PyResult<JitterConfig> {
-    JitterConfig::builder()
-        .min_delay(seconds_to_duration(py, "min_delay", min_delay)?)
-        .max_delay(seconds_to_duration(py, "max_delay", max_delay)?)
-        .clock_rate(clock_rate)
-        .frame_samples(frame_samples)
-        .max_conceal(seconds_to_duration(py, "max_conceal", max_conceal)?)
-        .build()
-        .map_err(|err| dsp_error(py, err))
+    let mut builder = JitterConfig::builder();
+    if let Some(delay) = min_delay {
+        builder = builder.min_delay(seconds_to_duration(py, "min_delay", delay)?);
+    }
+    if let Some(delay) = max_delay {
+        builder = builder.max_delay(seconds_to_duration(py, "max_delay", delay)?);
+    }
+    if let Some(rate) = clock_rate {
+        builder = builder.clock_rate(rate);
+    }
+    if let Some(samples) = frame_samples {
+        builder = builder.frame_samples(samples);
+    }
+    if let Some(duration) = max_conceal {
+        builder = builder.max_conceal(seconds_to_duration(py, "max_conceal", duration)?);
+    }
+    builder.build().map_err(|err| dsp_error(py, err))
 }
 
 /// What a jitter buffer says to play next.
@@ -794,17 +881,21 @@ pub(crate) struct PyJitterBuffer {
 #[pymethods]
 impl PyJitterBuffer {
     #[new]
-    #[pyo3(signature = (
-        *, min_delay = 0.02, max_delay = 0.2, clock_rate = 48_000, frame_samples = 960,
-        max_conceal = 0.1,
-    ))]
+    #[pyo3(
+        signature = (
+            *, min_delay = None, max_delay = None, clock_rate = None, frame_samples = None,
+            max_conceal = None,
+        ),
+        text_signature = "(*, min_delay=0.02, max_delay=0.2, clock_rate=48000, \
+                          frame_samples=960, max_conceal=0.1)"
+    )]
     fn new(
         py: Python<'_>,
-        min_delay: f64,
-        max_delay: f64,
-        clock_rate: u32,
-        frame_samples: u32,
-        max_conceal: f64,
+        min_delay: Option<f64>,
+        max_delay: Option<f64>,
+        clock_rate: Option<u32>,
+        frame_samples: Option<u32>,
+        max_conceal: Option<f64>,
     ) -> PyResult<Self> {
         let config = jitter_config(
             py,
@@ -870,6 +961,36 @@ impl PyJitterBuffer {
     #[getter]
     fn target_delay(&self) -> f64 {
         self.inner.target_delay().as_secs_f64()
+    }
+
+    /// Smallest target delay, seconds.
+    #[getter]
+    fn min_delay(&self) -> f64 {
+        self.inner.config().min_delay().as_secs_f64()
+    }
+
+    /// Largest target delay, seconds.
+    #[getter]
+    fn max_delay(&self) -> f64 {
+        self.inner.config().max_delay().as_secs_f64()
+    }
+
+    /// RTP clock rate of the timestamps, Hz.
+    #[getter]
+    fn clock_rate(&self) -> u32 {
+        self.inner.config().clock_rate()
+    }
+
+    /// Frame duration assumed before packets give one, in timestamp units.
+    #[getter]
+    fn frame_samples(&self) -> u32 {
+        self.inner.config().frame_samples()
+    }
+
+    /// Seconds of concealment after which a dry buffer goes idle.
+    #[getter]
+    fn max_conceal(&self) -> f64 {
+        self.inner.config().max_conceal().as_secs_f64()
     }
 
     fn __len__(&self) -> usize {
@@ -946,44 +1067,54 @@ pub(crate) struct PyCapturePipeline {
 #[pymethods]
 impl PyCapturePipeline {
     #[new]
-    #[pyo3(signature = (
-        *, bitrate = 64_000, frame_ms = 20, complexity = 10, fec = true, dtx = false,
-        expected_loss_percent = 0, denoise = true, input_rate = 48_000, threshold_dbov = 50,
-        min_voice_probability = 0.5, hangover = 0.3, initial_seq = 0, initial_timestamp = 0,
-    ))]
+    #[pyo3(
+        signature = (
+            *, bitrate = None, frame_ms = None, complexity = None, fec = None, dtx = None,
+            expected_loss_percent = None, denoise = None, input_rate = None,
+            threshold_dbov = None, min_voice_probability = None, hangover = None,
+            initial_seq = None, initial_timestamp = None,
+        ),
+        text_signature = "(*, bitrate=64000, frame_ms=20, complexity=10, fec=True, dtx=False, \
+                          expected_loss_percent=0, denoise=True, input_rate=48000, \
+                          threshold_dbov=50, min_voice_probability=0.5, hangover=0.3, \
+                          initial_seq=0, initial_timestamp=0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        bitrate: u32,
-        frame_ms: u32,
-        complexity: u8,
-        fec: bool,
-        dtx: bool,
-        expected_loss_percent: u8,
-        denoise: bool,
-        input_rate: u32,
-        threshold_dbov: u8,
-        min_voice_probability: f32,
-        hangover: f64,
-        initial_seq: u16,
-        initial_timestamp: u32,
+        bitrate: Option<u32>,
+        frame_ms: Option<u32>,
+        complexity: Option<u8>,
+        fec: Option<bool>,
+        dtx: Option<bool>,
+        expected_loss_percent: Option<u8>,
+        denoise: Option<bool>,
+        input_rate: Option<u32>,
+        threshold_dbov: Option<u8>,
+        min_voice_probability: Option<f32>,
+        hangover: Option<f64>,
+        initial_seq: Option<u16>,
+        initial_timestamp: Option<u32>,
     ) -> PyResult<Self> {
-        let encoder = EncoderConfig::builder()
-            .bitrate(bitrate)
-            .frame_ms(frame_ms)
-            .complexity(complexity)
-            .fec(fec)
-            .dtx(dtx)
-            .expected_loss_percent(expected_loss_percent)
-            .build()
-            .map_err(|err| dsp_error(py, err))?;
+        let encoder = EncoderOptions {
+            bitrate,
+            frame_ms,
+            complexity,
+            fec,
+            dtx,
+            expected_loss_percent,
+        };
+        let defaults = CaptureConfig::default();
         let config = CaptureConfig {
-            encoder,
+            encoder: encoder
+                .apply(EncoderConfig::builder())
+                .build()
+                .map_err(|err| dsp_error(py, err))?,
             vad: vad_config(py, threshold_dbov, min_voice_probability, hangover)?,
-            denoise,
-            input_rate,
-            initial_seq,
-            initial_timestamp,
+            denoise: denoise.unwrap_or(defaults.denoise),
+            input_rate: input_rate.unwrap_or(defaults.input_rate),
+            initial_seq: initial_seq.unwrap_or(defaults.initial_seq),
+            initial_timestamp: initial_timestamp.unwrap_or(defaults.initial_timestamp),
         };
         let inner = RustCapture::new(config).map_err(|err| dsp_error(py, err))?;
         Ok(Self { inner })
@@ -1020,6 +1151,66 @@ impl PyCapturePipeline {
     #[getter]
     fn speaking(&self) -> bool {
         self.inner.speaking()
+    }
+
+    /// The encoder's target bitrate in bit/s.
+    #[getter]
+    fn bitrate(&self) -> u32 {
+        self.inner.encoder_config().bitrate()
+    }
+
+    /// Frame duration in ms.
+    #[getter]
+    fn frame_ms(&self) -> u32 {
+        self.inner.encoder_config().frame_ms()
+    }
+
+    /// Encoder complexity, 0 to 10.
+    #[getter]
+    fn complexity(&self) -> u8 {
+        self.inner.encoder_config().complexity()
+    }
+
+    /// Whether in-band FEC is on.
+    #[getter]
+    fn fec(&self) -> bool {
+        self.inner.encoder_config().fec()
+    }
+
+    /// Whether DTX is on.
+    #[getter]
+    fn dtx(&self) -> bool {
+        self.inner.encoder_config().dtx()
+    }
+
+    /// The encoder's expected packet loss in percent.
+    #[getter]
+    fn expected_loss_percent(&self) -> u8 {
+        self.inner.encoder_config().expected_loss_percent()
+    }
+
+    /// The microphone's sample rate, Hz.
+    #[getter]
+    fn input_rate(&self) -> u32 {
+        self.inner.input_rate()
+    }
+
+    /// Speaking detection: level (RFC 6464, -dBov) at or below which a frame may be speech.
+    #[getter]
+    fn threshold_dbov(&self) -> u8 {
+        self.inner.vad_config().threshold_dbov()
+    }
+
+    /// Speaking detection: voice probability a frame needs while denoising.
+    #[getter]
+    fn min_voice_probability(&self) -> f32 {
+        self.inner.vad_config().min_voice_probability()
+    }
+
+    /// Speaking detection: seconds of hangover after the last speech frame.
+    #[getter]
+    fn hangover(&self) -> f64 {
+        self.inner.vad_config().hangover().as_secs_f64()
     }
 
     /// Changes the encoder's bitrate (24000 to 96000 bit/s).
@@ -1072,23 +1263,27 @@ impl PyPlaybackPipeline {
 #[pymethods]
 impl PyPlaybackPipeline {
     #[new]
-    #[pyo3(signature = (
-        *, frame_ms = 20, output_rate = 48_000, min_delay = 0.02, max_delay = 0.2,
-        max_conceal = 0.1,
-    ))]
+    #[pyo3(
+        signature = (
+            *, frame_ms = None, output_rate = None, min_delay = None, max_delay = None,
+            max_conceal = None,
+        ),
+        text_signature = "(*, frame_ms=20, output_rate=48000, min_delay=0.02, max_delay=0.2, \
+                          max_conceal=0.1)"
+    )]
     fn new(
         py: Python<'_>,
-        frame_ms: u32,
-        output_rate: u32,
-        min_delay: f64,
-        max_delay: f64,
-        max_conceal: f64,
+        frame_ms: Option<u32>,
+        output_rate: Option<u32>,
+        min_delay: Option<f64>,
+        max_delay: Option<f64>,
+        max_conceal: Option<f64>,
     ) -> PyResult<Self> {
-        let jitter = jitter_config(py, min_delay, max_delay, 48_000, 960, max_conceal)?;
+        let defaults = PlaybackConfig::default();
         let config = PlaybackConfig {
-            jitter,
-            frame_ms,
-            output_rate,
+            jitter: jitter_config(py, min_delay, max_delay, None, None, max_conceal)?,
+            frame_ms: frame_ms.unwrap_or(defaults.frame_ms),
+            output_rate: output_rate.unwrap_or(defaults.output_rate),
         };
         let inner = RustPlayback::new(config).map_err(|err| dsp_error(py, err))?;
         Ok(Self { inner })
@@ -1157,107 +1352,35 @@ impl PyPlaybackPipeline {
     fn frame_samples(&self) -> usize {
         self.inner.frame_samples()
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Benchmarks: the same work without the Python boundary.
-
-fn bench_tone(len: usize, offset: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            let t = (offset + i) as f32 / 48_000.0;
-            0.3 * (2.0 * std::f32::consts::PI * 220.0 * t).sin()
-                + 0.05 * (2.0 * std::f32::consts::PI * 3_100.0 * t).sin()
-        })
-        .collect()
-}
-
-/// Internal, for benches/: one operation's state, set up ahead so only the work is timed.
-#[pyclass(module = "voicechat._native.dsp", name = "_NativeBench")]
-pub(crate) struct PyNativeBench {
-    kind: String,
-    signal: Vec<Vec<f32>>,
-    pcm: Vec<Vec<i16>>,
-    packets: Vec<Vec<u8>>,
-    encoder: Encoder,
-    decoder: Decoder,
-    denoiser: RustDenoiser,
-    capture: RustCapture,
-    playback: RustPlayback,
-    frame: usize,
-}
-
-impl PyNativeBench {
-    fn run_frames(&mut self, frames: usize) -> Result<(), DspError> {
-        for _ in 0..frames {
-            let k = self.frame;
-            self.frame += 1;
-            let i = k % self.signal.len();
-            match self.kind.as_str() {
-                "encode" => {
-                    std::hint::black_box(self.encoder.encode(&self.pcm[i])?);
-                }
-                "decode" => {
-                    std::hint::black_box(self.decoder.decode(&self.packets[i])?);
-                }
-                "denoise" => {
-                    std::hint::black_box(self.denoiser.process(&self.signal[i]));
-                }
-                "capture" => {
-                    std::hint::black_box(self.capture.push(&self.signal[i])?);
-                }
-                _ => {
-                    let now = Duration::from_millis(20 * k as u64);
-                    let seq = (k % 65_536) as u16;
-                    let timestamp = (k as u32).wrapping_mul(960);
-                    self.playback
-                        .push(1, seq, timestamp, &self.packets[i], now)?;
-                    std::hint::black_box(self.playback.pop(now));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyNativeBench {
-    #[new]
-    fn new(py: Python<'_>, kind: &str) -> PyResult<Self> {
-        if !["encode", "decode", "denoise", "capture", "playback"].contains(&kind) {
-            return Err(input_error(
-                py,
-                "kind",
-                format!("{kind:?} is not a benchmark"),
-            ));
-        }
-        let setup = || -> Result<Self, DspError> {
-            let signal: Vec<Vec<f32>> = (0..50).map(|k| bench_tone(960, k * 960)).collect();
-            let pcm: Vec<Vec<i16>> = signal.iter().map(|s| mixer::to_i16(s)).collect();
-            let mut encoder = Encoder::new(EncoderConfig::default())?;
-            let packets = pcm
-                .iter()
-                .map(|p| encoder.encode(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Self {
-                kind: kind.to_owned(),
-                signal,
-                pcm,
-                packets,
-                encoder,
-                decoder: Decoder::new(1)?,
-                denoiser: RustDenoiser::new(),
-                capture: RustCapture::new(CaptureConfig::default())?,
-                playback: RustPlayback::new(PlaybackConfig::default())?,
-                frame: 0,
-            })
-        };
-        setup().map_err(|err| dsp_error(py, err))
+    /// Duration of each output frame in ms.
+    #[getter]
+    fn frame_ms(&self) -> u32 {
+        self.inner.config().frame_ms
     }
 
-    /// Runs `frames` 20 ms frames of the operation without leaving Rust.
-    fn run(&mut self, py: Python<'_>, frames: usize) -> PyResult<()> {
-        without_gil(py, || self.run_frames(frames))
+    /// The sound card's sample rate, Hz.
+    #[getter]
+    fn output_rate(&self) -> u32 {
+        self.inner.config().output_rate
+    }
+
+    /// Smallest jitter buffer target delay, seconds.
+    #[getter]
+    fn min_delay(&self) -> f64 {
+        self.inner.config().jitter.min_delay().as_secs_f64()
+    }
+
+    /// Largest jitter buffer target delay, seconds.
+    #[getter]
+    fn max_delay(&self) -> f64 {
+        self.inner.config().jitter.max_delay().as_secs_f64()
+    }
+
+    /// Seconds of concealment after which a sender's dry buffer goes idle.
+    #[getter]
+    fn max_conceal(&self) -> f64 {
+        self.inner.config().jitter.max_conceal().as_secs_f64()
     }
 }
 
@@ -1279,6 +1402,5 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyCapturedPacket>()?;
     module.add_class::<PyCapturePipeline>()?;
     module.add_class::<PyPlaybackPipeline>()?;
-    module.add_class::<PyNativeBench>()?;
     Ok(())
 }

@@ -31,7 +31,6 @@ __all__ = [
     "Playout",
     "Resampler",
     "VoiceActivityDetector",
-    "_NativeBench",
     "audio_level_dbov",
     "libopus_version",
     "mix",
@@ -96,16 +95,6 @@ def mix(streams: list[_Samples], /, gains: list[float] | None = None) -> _Sample
     Raises:
         DspInputError: Mixed dtypes, a gain outside 0-4, or as many gains as streams.
     """
-
-@final
-class _NativeBench:
-    """Internal, for benches/: the state of one operation ('encode', 'decode', 'denoise',
-    'capture', 'playback') on a generated signal, set up ahead so that `run` times only the
-    per-frame work, entirely in Rust."""
-
-    def __new__(cls, kind: str) -> _NativeBench: ...
-    def run(self, frames: int) -> None:
-        """Process `frames` 20 ms frames."""
 
 @final
 class OpusEncoder:
@@ -278,6 +267,15 @@ class VoiceActivityDetector:
     @property
     def speaking(self) -> bool:
         """The current decision."""
+    @property
+    def threshold_dbov(self) -> int:
+        """Level (RFC 6464, -dBov) at or below which a frame may be speech."""
+    @property
+    def min_voice_probability(self) -> float:
+        """Voice probability a frame needs, when one is given."""
+    @property
+    def hangover(self) -> float:
+        """Seconds the decision stays "speaking" after the last speech frame."""
 
 @final
 class Resampler:
@@ -366,6 +364,21 @@ class JitterBuffer:
     @property
     def target_delay(self) -> float:
         """The delay the buffer aims for, in seconds."""
+    @property
+    def min_delay(self) -> float:
+        """Smallest target delay, seconds."""
+    @property
+    def max_delay(self) -> float:
+        """Largest target delay, seconds."""
+    @property
+    def clock_rate(self) -> int:
+        """RTP clock rate of the timestamps, Hz."""
+    @property
+    def frame_samples(self) -> int:
+        """Frame duration assumed before packets give one, in timestamp units."""
+    @property
+    def max_conceal(self) -> float:
+        """Seconds of concealment after which a dry buffer goes idle."""
     def __len__(self) -> int: ...
 
 @final
@@ -437,6 +450,36 @@ class CapturePipeline:
     @property
     def speaking(self) -> bool:
         """The current speaking decision."""
+    @property
+    def bitrate(self) -> int:
+        """The encoder's target bitrate in bit/s."""
+    @property
+    def frame_ms(self) -> int:
+        """Frame duration in ms."""
+    @property
+    def complexity(self) -> int:
+        """Encoder complexity, 0 to 10."""
+    @property
+    def fec(self) -> bool:
+        """Whether in-band FEC is on."""
+    @property
+    def dtx(self) -> bool:
+        """Whether DTX is on."""
+    @property
+    def expected_loss_percent(self) -> int:
+        """The encoder's expected packet loss in percent."""
+    @property
+    def input_rate(self) -> int:
+        """The microphone's sample rate, Hz."""
+    @property
+    def threshold_dbov(self) -> int:
+        """Speaking detection: level (RFC 6464, -dBov) at or below which a frame may be speech."""
+    @property
+    def min_voice_probability(self) -> float:
+        """Speaking detection: voice probability a frame needs while denoising."""
+    @property
+    def hangover(self) -> float:
+        """Speaking detection: seconds of hangover after the last speech frame."""
     def set_bitrate(self, bitrate: int) -> None:
         """Change the encoder's bitrate (24000 to 96000 bit/s)."""
     def set_expected_loss_percent(self, percent: int) -> None:
@@ -492,3 +535,18 @@ class PlaybackPipeline:
     @property
     def frame_samples(self) -> int:
         """Samples in each output frame, at the output rate."""
+    @property
+    def frame_ms(self) -> int:
+        """Duration of each output frame in ms."""
+    @property
+    def output_rate(self) -> int:
+        """The sound card's sample rate, Hz."""
+    @property
+    def min_delay(self) -> float:
+        """Smallest jitter buffer target delay, seconds."""
+    @property
+    def max_delay(self) -> float:
+        """Largest jitter buffer target delay, seconds."""
+    @property
+    def max_conceal(self) -> float:
+        """Seconds of concealment after which a sender's dry buffer goes idle."""

@@ -452,6 +452,27 @@ class VoiceLink:
     def frame_samples(self) -> int:
         """Samples per frame at the current settings."""
     @property
+    def frame_ms(self) -> int:
+        """Opus frame duration in ms, as last configured."""
+    @property
+    def bitrate(self) -> int:
+        """Opus bitrate in bit/s, as last configured."""
+    @property
+    def denoise(self) -> bool:
+        """Whether RNNoise runs on the microphone, as last configured."""
+    @property
+    def min_delay(self) -> float:
+        """Jitter buffer lower bound, seconds."""
+    @property
+    def max_delay(self) -> float:
+        """Jitter buffer upper bound, seconds."""
+    @property
+    def output_lead(self) -> float:
+        """How long before the output would run dry a frame is decoded and mixed, seconds."""
+    @property
+    def buffer(self) -> float:
+        """Seconds of samples each ring asks to hold."""
+    @property
     def input_level(self) -> float:
         """Microphone level of the last frame for a meter, 0 (-60 dBov or less) to 1."""
     @property
