@@ -15,10 +15,10 @@ from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
     auth,
     channels,
+    device_keys,
     files,
     gateway,
     health,
-    keys,
     messages,
     recipients,
     roles,
@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(channels.router)
     app.include_router(messages.router)
     app.include_router(roles.router)
-    app.include_router(keys.router)
+    app.include_router(device_keys.router)
     app.include_router(recipients.router)
     app.include_router(voice.router)
     app.include_router(gateway.router)

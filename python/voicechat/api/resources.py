@@ -19,8 +19,8 @@ from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool
 from voicechat.events import EventBus
 from voicechat.gateway import Gateway
-from voicechat.gateway.voice import VoiceService
-from voicechat.keys import ServerKeys, load_server_keys
+from voicechat.gateway.voice_signaling import VoiceService
+from voicechat.server_keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 from voicechat.storage import FileStorage, open_storage
 from voicechat.storage.sweeper import UploadSweeper

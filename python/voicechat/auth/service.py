@@ -28,7 +28,7 @@ from voicechat.db.repositories import (
 )
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound, Unauthorized
-from voicechat.keys import ServerKeys
+from voicechat.server_keys import ServerKeys
 from voicechat.settings import Settings
 
 log = logging.getLogger(__name__)

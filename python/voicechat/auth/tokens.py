@@ -10,7 +10,7 @@ import jwt
 
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import Unauthorized
-from voicechat.keys import ServerKeys
+from voicechat.server_keys import ServerKeys
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "voicechat-api"

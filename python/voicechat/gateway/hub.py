@@ -50,7 +50,7 @@ from voicechat.gateway.protocol import (
     RpcError,
     notification_frame,
 )
-from voicechat.gateway.session import Socket, TokenBucket
+from voicechat.gateway.socket import Socket, TokenBucket
 from voicechat.gateway.visibility import channels_visible_to, users_who_see
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ from voicechat.errors import BadRequest, Conflict
 from voicechat.events import Event
 from voicechat.gateway.hub import Gateway
 from voicechat.gateway.protocol import RpcError, notification_frame
-from voicechat.gateway.session import Socket
+from voicechat.gateway.socket import Socket
 from voicechat.settings import Settings
 from voicechat.voice import sfu_config
 from voicechat.voice.plane import LocalMediaPlane, MediaPlane, PlaneEvent, VoiceUnavailable
