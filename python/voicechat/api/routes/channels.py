@@ -241,9 +241,7 @@ async def create_dm(
         raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
     async with db.transaction():
         if len(others) == 1:
-            # Serialise concurrent "open a DM with X" so a pair never gets two DMs.
-            pair = ":".join(sorted([str(caller.user_id), str(others[0])]))
-            await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", pair)
+            await repo.lock_direct_dm(caller.user_id, others[0])
             existing = await repo.find_direct_dm(caller.user_id, others[0])
             if existing is not None:
                 members = (await repo.members_of([existing.id]))[existing.id]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.schemas import Body
-from voicechat.db.repositories.keys import KeyRepository
+from voicechat.db.repositories.devices import KeyRepository
 from voicechat.e2ee.signing import decode_key, verify_signed
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ValidationFailed

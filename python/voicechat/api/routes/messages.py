@@ -13,7 +13,7 @@ from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.schemas import Body, EncryptedBody, Message
 from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
-from voicechat.db.repositories.keys import KeyRepository
+from voicechat.db.repositories.devices import KeyRepository
 from voicechat.db.repositories.messages import MessageRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Forbidden, NotFound

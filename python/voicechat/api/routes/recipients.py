@@ -16,31 +16,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from voicechat.api.deps import CurrentUser, Db
-from voicechat.chat.permissions import SELECT_BASE_PERMISSIONS, Permission, require
+from voicechat.chat.permissions import Permission, require
+from voicechat.db.repositories.access import key_recipients
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest
 
 router = APIRouter(tags=["e2ee"])
-
-SELECT_MEMBER_RECIPIENTS = """
-SELECT cm.user_id FROM channel_members cm JOIN users u ON u.id = cm.user_id
-WHERE cm.channel_id = $1 AND u.deleted_at IS NULL
-ORDER BY cm.user_id
-"""
-# Everyone whose permissions on a public channel include viewing it: the same rule as
-# `effective_permissions` (base roles, or the per-channel role; administrator implies all).
-SELECT_PUBLIC_RECIPIENTS = f"""
-SELECT u.id AS user_id
-FROM users u
-LEFT JOIN channel_members cm ON cm.channel_id = $1 AND cm.user_id = u.id
-LEFT JOIN roles cr ON cr.id = cm.role_id
-CROSS JOIN LATERAL ({SELECT_BASE_PERMISSIONS.replace("$1", "u.id")}) AS base
-WHERE u.deleted_at IS NULL AND (
-    base.permissions && ARRAY['view_channel', 'administrator']
-    OR COALESCE(cr.permissions ?| ARRAY['view_channel', 'administrator'], false)
-)
-ORDER BY u.id
-"""  # noqa: S608 (constant fragments, no user input)
 
 
 class Recipients(BaseModel):
@@ -57,9 +38,4 @@ async def recipients(channel_id: UUID, caller: CurrentUser, db: Db) -> Recipient
     channel = access.channel
     if not channel.encrypted:
         raise BadRequest("this channel is not end-to-end encrypted", code=ErrorCode.NOT_ENCRYPTED)
-    query = (
-        SELECT_MEMBER_RECIPIENTS
-        if channel.private or channel.type == "dm"
-        else SELECT_PUBLIC_RECIPIENTS
-    )
-    return Recipients(user_ids=[r["user_id"] for r in await db.fetch(query, channel_id)])
+    return Recipients(user_ids=await key_recipients(db, channel))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from voicechat.chat.permissions import CHANNEL_COLUMNS, Channel
 from voicechat.db.pool import Connection
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
+
+CHANNEL_COLUMNS = """c.id, c.name, c.type, c.category_id, c.position, c.topic, c.user_limit,
+    c.private, c.encrypted, c.created_by, c.created_at, c.updated_at"""
 
 INSERT_CHANNEL = f"""
 WITH c AS (
@@ -68,6 +72,31 @@ LIMIT 1
 COUNT_EXISTING_USERS = (
     "SELECT count(*) FROM users WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL"
 )
+
+LOCK_DIRECT_DM_PAIR = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A row of `channels`."""
+
+    id: UUID
+    name: str
+    type: str
+    category_id: UUID | None
+    position: int
+    topic: str | None
+    user_limit: int | None
+    private: bool
+    encrypted: bool
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Any) -> Channel:
+        """Build from a row selected with `CHANNEL_COLUMNS`."""
+        return cls(**{field: record[field] for field in cls.__slots__})
 
 
 class ChannelRepository:
@@ -178,6 +207,14 @@ class ChannelRepository:
         for row in await self._conn.fetch(SELECT_MEMBERS_OF_MANY, channel_ids):
             result[row["channel_id"]].append(row)
         return result
+
+    async def lock_direct_dm(self, user_a: UUID, user_b: UUID) -> None:
+        """Serialise, until the transaction ends, opening the DM of these two users.
+
+        Concurrent "open a DM with X" requests then never create two DMs for one pair.
+        """
+        pair = ":".join(sorted([str(user_a), str(user_b)]))
+        await self._conn.execute(LOCK_DIRECT_DM_PAIR, pair)
 
     async def find_direct_dm(self, user_a: UUID, user_b: UUID) -> Channel | None:
         """The existing 1:1 DM of two users."""
