@@ -292,7 +292,7 @@ def _url_host(host: str) -> str:
 @_core_options
 def migrate(**flags: Any) -> None:
     """Apply pending schema migrations and exit (safe to run again)."""
-    from voicechat.db import apply_migrations, create_pool
+    from voicechat.db import apply_migrations, create_pool, schema_version
 
     settings = _load(**flags)
     configure_logging(settings.log_level, settings.log_format)
@@ -303,7 +303,7 @@ def migrate(**flags: Any) -> None:
         try:
             async with pool.acquire() as conn:
                 applied = await apply_migrations(conn)
-                current = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+                current = await schema_version(conn)
         finally:
             await pool.close()
         names = [f"{m.version:04d}_{m.name}" for m in applied]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from voicechat.api import metrics
 from voicechat.api.resources import Resources
+from voicechat.db.pool import ping
 from voicechat.errors import VoicechatError
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -74,7 +75,7 @@ async def check_health(resources: Resources) -> Health:
 
     async def postgres() -> None:
         async with resources.db.acquire(timeout=CHECK_TIMEOUT_SECONDS) as conn:
-            await conn.fetchval("SELECT 1")
+            await ping(conn)
 
     async def valkey() -> None:
         await resources.cache.ping()

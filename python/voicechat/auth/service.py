@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 MFA_CHALLENGE_TTL_SECONDS = 300
 MFA_CHALLENGE_ATTEMPTS = 5
-# Serialises "is this the first user?" across instances; any constant shared by all of them.
-FIRST_USER_LOCK = 0x766F6175  # "voau"
 _LOGIN_FAILED = "invalid username or password"
 
 
@@ -115,8 +113,8 @@ class AuthService:
         await self.limits.hit(self.settings.rate_limit_register_ip, "register-ip", client.ip)
         password_hash = await self.passwords.hash(password)
         async with self._db.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", FIRST_USER_LOCK)
             users = UserRepository(conn)
+            await users.lock_account_creation()
             first = await users.count() == 0
             user = await users.create(
                 username, password_hash=password_hash, display_name=display_name, email=email

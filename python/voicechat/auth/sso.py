@@ -40,7 +40,7 @@ from joserfc import jws, jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet, OctKey
 
-from voicechat.auth.service import FIRST_USER_LOCK, AuthService, Client, TokenPair
+from voicechat.auth.service import AuthService, Client, TokenPair
 from voicechat.cache import Cache, keys
 from voicechat.crypto import token_hash
 from voicechat.db.pool import Connection, Pool
@@ -756,7 +756,7 @@ class SsoService:
             if user is None:
                 async with conn.transaction():
                     # The lock registration takes too: "first user" and username picks serialise.
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", FIRST_USER_LOCK)
+                    await users.lock_account_creation()
                     user = await users.find_by_subject(config.id, subject)
                     if user is None:
                         user = await self._create(conn, config, subject, profile, client)

@@ -105,3 +105,9 @@ async def apply_migrations(
             )
             applied_now.append(migration)
     return applied_now
+
+
+async def schema_version(conn: Connection) -> int | None:
+    """The newest applied migration's version; None before the first one."""
+    version: int | None = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    return version

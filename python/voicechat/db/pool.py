@@ -71,3 +71,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
     )
     assert pool is not None  # create_pool only returns None when not awaited
     return pool
+
+
+async def ping(conn: Connection) -> None:
+    """One round trip to the server (health checks)."""
+    await conn.fetchval("SELECT 1")

@@ -3,8 +3,8 @@
 See docs/storage.md for the object format, the sniffing policy and the access rules.
 """
 
+from voicechat.db.repositories.files import FileRepository, StoredFile, file_url
 from voicechat.storage.backends import Backend, LocalBackend, ObjectMissing, S3Backend
-from voicechat.storage.repository import FileRepository, StoredFile, file_url
 from voicechat.storage.service import (
     FileStorage,
     SealedUpload,

@@ -13,11 +13,11 @@ from uuid import UUID
 from voicechat.chat.permissions import Permission, require
 from voicechat.crypto import DecryptionError
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.files import FileRepository, StoredFile, file_url
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import NotFound, ValidationFailed
 from voicechat.settings import Settings
 from voicechat.storage.backends import Backend, LocalBackend, ObjectWriter, S3Backend
-from voicechat.storage.repository import FileRepository, StoredFile, file_url
 from voicechat.storage.sealed import (
     HEADER_BYTES,
     StreamOpener,

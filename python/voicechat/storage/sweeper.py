@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 
 from voicechat.db.pool import Pool
-from voicechat.storage.repository import FileRepository
+from voicechat.db.repositories.files import FileRepository
 from voicechat.storage.service import FileStorage
 
 log = logging.getLogger(__name__)

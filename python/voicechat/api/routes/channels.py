@@ -18,10 +18,10 @@ from voicechat.chat.permissions import (
     visible_channels,
 )
 from voicechat.db.repositories.channels import ChannelRepository
+from voicechat.db.repositories.files import FileRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 from voicechat.events import Event
-from voicechat.storage.repository import FileRepository
 
 router = APIRouter(tags=["channels"])
 

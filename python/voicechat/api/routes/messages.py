@@ -14,11 +14,11 @@ from voicechat.api.schemas import Body, EncryptedBody, Message
 from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
 from voicechat.db.repositories.devices import KeyRepository
+from voicechat.db.repositories.files import FileRepository
 from voicechat.db.repositories.messages import MessageRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Forbidden, NotFound
 from voicechat.events import Event
-from voicechat.storage.repository import FileRepository
 
 router = APIRouter(tags=["messages"])
 

@@ -119,11 +119,24 @@ class User:
         return cls(**dict(record.items()))
 
 
+# Serialises "is this the first user?" across instances; any constant shared by all of them.
+ACCOUNT_CREATION_LOCK = 0x766F6175  # "voau"
+LOCK_ACCOUNT_CREATION = "SELECT pg_advisory_xact_lock($1)"
+
+
 class UserRepository:
     """SQL for `users` over one connection (or a transaction on it)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+
+    async def lock_account_creation(self) -> None:
+        """Serialise, until the transaction ends, creating accounts.
+
+        Registration and SSO sign-up both take it, so "the first user becomes administrator"
+        and username choices never race.
+        """
+        await self._conn.execute(LOCK_ACCOUNT_CREATION, ACCOUNT_CREATION_LOCK)
 
     async def create(
         self,
