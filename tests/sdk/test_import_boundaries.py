@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / "python"
 
 # What of `voicechat` outside the SDK an SDK user loads: the package (its version check), the
-# native module, the client peer's asyncio wrapper and the canonical JSON devices sign.
+# native module, the client peer's asyncio wrapper, the canonical JSON devices sign and the
+# error catalogue (the wire's codes, which the SDK keys its sentences on).
 SHARED = {
     "voicechat",
+    "voicechat.error_codes",
     "voicechat._native",
     "voicechat._native.dsp",
     "voicechat._native.sfu",
