@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +21,16 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
-class UserProfile(BaseModel):
+class FromRow(BaseModel):
+    """Base of response models read off a repository's frozen dataclass, field by field name."""
+
+    @classmethod
+    def of(cls, row: object) -> Self:
+        """The response for `row` (any object with an attribute per field)."""
+        return cls.model_validate(row, from_attributes=True)
+
+
+class UserProfile(FromRow):
     """What anyone who can see a user sees (SPEC §3 message author shape)."""
 
     id: UUID | None
@@ -28,17 +38,6 @@ class UserProfile(BaseModel):
     display_name: str | None
     avatar_url: str | None
     status: Status
-
-    @classmethod
-    def of(cls, user: User) -> UserProfile:
-        """The public profile of `user`."""
-        return cls(
-            id=user.id,
-            username=user.username,
-            display_name=user.display_name,
-            avatar_url=user.avatar_url,
-            status=user.status,
-        )
 
 
 class OwnProfile(UserProfile):
@@ -89,22 +88,6 @@ DELETED_AUTHOR = UserProfile(
 )
 
 
-def author_profile(record: Any) -> UserProfile:
-    """The author of a message row, or the placeholder when the account is gone.
-
-    The one place a message's author is built, for REST pages and gateway events alike.
-    """
-    if record["user_id"] is None or record["author_deleted_at"] is not None:
-        return DELETED_AUTHOR
-    return UserProfile(
-        id=record["user_id"],
-        username=record["author_username"],
-        display_name=record["author_display_name"],
-        avatar_url=record["author_avatar_url"],
-        status=record["author_status"],
-    )
-
-
 class EncryptedBody(Body):
     """SPEC §5 ciphertext form; the server stores and relays it without reading it."""
 
@@ -125,38 +108,33 @@ class Attachment(BaseModel):
     url: str
 
 
-class Message(BaseModel):
+class Message(FromRow):
     """A message as clients see it."""
 
     id: UUID
     channel_id: UUID
     author: UserProfile
     content: str | None
-    encrypted: EncryptedBody | None
+    encrypted: EncryptedBody | None = Field(validation_alias="content_enc")
     nonce: str | None
     reply_to: UUID | None
     attachments: list[Attachment]
     edited_at: datetime | None
     created_at: datetime
 
+    @field_validator("author", mode="before")
     @classmethod
-    def of(cls, record: Any) -> Message:
-        """Serialise a row selected by the message repository."""
-        return cls(
-            id=record["id"],
-            channel_id=record["channel_id"],
-            author=author_profile(record),
-            content=record["content"],
-            encrypted=EncryptedBody(**record["content_enc"]) if record["content_enc"] else None,
-            nonce=record["nonce"],
-            reply_to=record["reply_to"],
-            attachments=[Attachment(**a, url=f"/files/{a['id']}") for a in record["attachments"]],
-            edited_at=record["edited_at"],
-            created_at=record["created_at"],
-        )
+    def _deleted_author(cls, value: object) -> object:
+        # The one place a gone author becomes the placeholder, for REST pages and events alike.
+        return DELETED_AUTHOR if value is None else value
+
+    @field_validator("encrypted", mode="before")
+    @classmethod
+    def _plain_has_no_ciphertext(cls, value: object) -> object:
+        return value or None
 
 
-class ChannelOut(BaseModel):
+class ChannelOut(FromRow):
     """A channel as clients see it; DMs list their members."""
 
     id: UUID
@@ -172,29 +150,9 @@ class ChannelOut(BaseModel):
     members: list[UserProfile] | None = None
 
     @classmethod
-    def of(cls, channel: Any, members: list[Any] | None = None) -> ChannelOut:
-        """Serialise a channel (and, for DMs, its members' profiles)."""
-        return cls(
-            id=channel.id,
-            name=channel.name,
-            type=channel.type,
-            category_id=channel.category_id,
-            position=channel.position,
-            topic=channel.topic,
-            user_limit=channel.user_limit,
-            private=channel.private,
-            encrypted=channel.encrypted,
-            created_at=channel.created_at,
-            members=None
-            if members is None
-            else [
-                UserProfile(
-                    id=m["id"],
-                    username=m["username"],
-                    display_name=m["display_name"],
-                    avatar_url=m["avatar_url"],
-                    status=m["status"],
-                )
-                for m in members
-            ],
-        )
+    def of(cls, row: object, members: Sequence[object] | None = None) -> Self:
+        """Serialise a channel and, for DMs, its members' profiles."""
+        out = cls.model_validate(row, from_attributes=True)
+        if members is not None:
+            out.members = [UserProfile.of(m) for m in members]
+        return out

@@ -22,8 +22,9 @@ from voicechat.db.repositories.access import (
     visible_channels,
 )
 from voicechat.db.repositories.channels import Channel
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import Forbidden, NotFound
+from voicechat.errors import Forbidden
 
 
 class Permission(StrEnum):
@@ -78,9 +79,9 @@ async def require(
         NotFound: the channel does not exist or the user may not see it (indistinguishable).
         Forbidden: the user sees the channel but lacks one of `needed`.
     """
-    access = await channel_access(conn, user_id, channel_id)
-    if access is None:
-        raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
+    access = found(
+        await channel_access(conn, user_id, channel_id), "channel", ErrorCode.CHANNEL_NOT_FOUND
+    )
     missing = [p for p in needed if p not in access.permissions]
     if missing:
         raise Forbidden(

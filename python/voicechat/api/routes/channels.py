@@ -166,17 +166,7 @@ async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resource
 async def list_members(channel_id: UUID, caller: CurrentUser, db: Db) -> list[MemberOut]:
     """Members of a private channel or DM (empty for public channels)."""
     await require(db, caller.user_id, channel_id)
-    return [
-        MemberOut(
-            id=m["id"],
-            username=m["username"],
-            display_name=m["display_name"],
-            avatar_url=m["avatar_url"],
-            status=m["status"],
-            role_id=m["role_id"],
-        )
-        for m in await ChannelRepository(db).members(channel_id)
-    ]
+    return [MemberOut.of(m) for m in await ChannelRepository(db).members(channel_id)]
 
 
 @router.put("/channels/{channel_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)

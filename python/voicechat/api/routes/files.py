@@ -16,10 +16,10 @@ from uuid import UUID, uuid4
 import asyncpg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from voicechat.api.deps import CurrentUser, Res
+from voicechat.api.schemas import FromRow
 from voicechat.chat.permissions import Permission, require
 from voicechat.crypto import DecryptionError
 from voicechat.error_codes import ErrorCode
@@ -65,25 +65,14 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-class UploadedFile(BaseModel):
-    """A stored file as the API shows it."""
+class UploadedFile(FromRow):
+    """A stored file as the API shows it (built from a `StoredFile`)."""
 
     id: UUID
     filename: str
     mime_type: str
     size_bytes: int
     url: str
-
-    @classmethod
-    def of(cls, file: StoredFile) -> UploadedFile:
-        """The public view of a `files` row."""
-        return cls(
-            id=file.id,
-            filename=file.filename,
-            mime_type=file.mime_type,
-            size_bytes=file.size_bytes,
-            url=file.url,
-        )
 
 
 def _check_declared_length(request: Request, limit: int) -> None:

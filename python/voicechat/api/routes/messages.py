@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field, model_validator
 
@@ -15,7 +14,7 @@ from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
 from voicechat.db.repositories.devices import KeyRepository
 from voicechat.db.repositories.files import FileRepository
-from voicechat.db.repositories.messages import MessageRepository
+from voicechat.db.repositories.messages import MessageRepository, StoredMessage
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Forbidden, NotFound
 from voicechat.events import Event
@@ -98,11 +97,11 @@ def _body_for(
 
 async def _visible_message(
     db: Connection, user_id: UUID, message_id: UUID
-) -> tuple[asyncpg.Record, ChannelAccess]:
+) -> tuple[StoredMessage, ChannelAccess]:
     """The message and the caller's access to its channel; one 404 whichever is hidden."""
     try:
         record = await MessageRepository(db).get(message_id)
-        access = await require(db, user_id, record["channel_id"], Permission.VIEW_CHANNEL)
+        access = await require(db, user_id, record.channel_id, Permission.VIEW_CHANNEL)
     except NotFound:
         raise NotFound("no such message", code=ErrorCode.MESSAGE_NOT_FOUND) from None
     return record, access
@@ -181,9 +180,9 @@ async def edit_message(
     """Replace a message's content; only its author may."""
     repo = MessageRepository(db)
     record, access = await _visible_message(db, caller.user_id, message_id)
-    if record["user_id"] != caller.user_id:
+    if record.user_id != caller.user_id:
         raise Forbidden("only the author can edit a message", code=ErrorCode.NOT_AUTHOR)
-    content, content_enc = _body_for(access, body, allow_empty=bool(record["attachments"]))
+    content, content_enc = _body_for(access, body, allow_empty=bool(record.attachments))
     message = Message.of(await repo.edit(message_id, content=content, content_enc=content_enc))
     await resources.events.publish(
         Event("message.edit", message.model_dump(mode="json"), channel_id=message.channel_id)
@@ -196,7 +195,7 @@ async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resource
     """Delete a message: its author, or anyone with `manage_messages` in the channel."""
     repo = MessageRepository(db)
     record, access = await _visible_message(db, caller.user_id, message_id)
-    if record["user_id"] != caller.user_id and not access.allows(Permission.MANAGE_MESSAGES):
+    if record.user_id != caller.user_id and not access.allows(Permission.MANAGE_MESSAGES):
         raise Forbidden(
             "you need the manage_messages permission here", code=ErrorCode.MISSING_PERMISSION
         )
@@ -207,8 +206,8 @@ async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resource
     await resources.events.publish(
         Event(
             "message.delete",
-            {"id": str(message_id), "channel_id": str(record["channel_id"])},
-            channel_id=record["channel_id"],
+            {"id": str(message_id), "channel_id": str(record.channel_id)},
+            channel_id=record.channel_id,
         )
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from voicechat.api.deps import CurrentUser, Db, Res
-from voicechat.api.schemas import Body
+from voicechat.api.schemas import Body, FromRow
 from voicechat.chat.permissions import ALL_PERMISSIONS, Permission, require_global
-from voicechat.db.repositories.roles import Role, RoleRepository
+from voicechat.db.repositories.roles import RoleRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import Forbidden
 from voicechat.events import Event
@@ -45,24 +45,13 @@ class RoleUpdate(Body):
     _perms = field_validator("permissions")(_known)
 
 
-class RoleOut(BaseModel):
+class RoleOut(FromRow):
     id: UUID
     name: str
     color: int
     permissions: list[str]
     position: int
     is_default: bool
-
-    @classmethod
-    def of(cls, role: Role) -> RoleOut:
-        return cls(
-            id=role.id,
-            name=role.name,
-            color=role.color,
-            permissions=role.permissions,
-            position=role.position,
-            is_default=role.is_default,
-        )
 
 
 def _no_escalation(granted: frozenset[str], permissions: list[str]) -> None:

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 
@@ -54,7 +55,7 @@ WHERE cm.channel_id = $1 AND u.deleted_at IS NULL
 ORDER BY cm.joined_at, u.username
 """
 SELECT_MEMBERS_OF_MANY = """
-SELECT cm.channel_id, u.id, u.username, u.display_name, u.avatar_url, u.status
+SELECT cm.channel_id, u.id, u.username, u.display_name, u.avatar_url, u.status, cm.role_id
 FROM channel_members cm JOIN users u ON u.id = cm.user_id
 WHERE cm.channel_id = ANY($1::uuid[])
 ORDER BY cm.joined_at, u.username
@@ -96,6 +97,23 @@ class Channel:
     @classmethod
     def from_record(cls, record: Any) -> Channel:
         """Build from a row selected with `CHANNEL_COLUMNS`."""
+        return cls(**{field: record[field] for field in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMember:
+    """A member of a channel: their public profile and per-channel role."""
+
+    id: UUID
+    username: str
+    display_name: str | None
+    avatar_url: str | None
+    status: str
+    role_id: UUID | None
+
+    @classmethod
+    def from_record(cls, record: Any) -> ChannelMember:
+        """Build from a row of `SELECT_MEMBERS` or `SELECT_MEMBERS_OF_MANY`."""
         return cls(**{field: record[field] for field in cls.__slots__})
 
 
@@ -147,29 +165,33 @@ class ChannelRepository:
         Raises:
             NotFound: no such channel.
         """
-        record = await self._conn.fetchrow(SELECT_CHANNEL, channel_id)
-        if record is None:
-            raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
+        record = found(
+            await self._conn.fetchrow(SELECT_CHANNEL, channel_id),
+            "channel",
+            ErrorCode.CHANNEL_NOT_FOUND,
+        )
         return Channel.from_record(record)
 
     async def update(self, channel_id: UUID, changes: dict[str, Any]) -> Channel:
         """Apply the given fields; a present `None` clears topic, category or user limit."""
         if changes.get("category_id") is not None:
             await self._require_category(changes["category_id"])
-        record = await self._conn.fetchrow(
-            UPDATE_CHANNEL,
-            channel_id,
-            changes.get("name"),
-            "topic" in changes,
-            changes.get("topic"),
-            changes.get("position"),
-            "category_id" in changes,
-            changes.get("category_id"),
-            "user_limit" in changes,
-            changes.get("user_limit"),
+        record = found(
+            await self._conn.fetchrow(
+                UPDATE_CHANNEL,
+                channel_id,
+                changes.get("name"),
+                "topic" in changes,
+                changes.get("topic"),
+                changes.get("position"),
+                "category_id" in changes,
+                changes.get("category_id"),
+                "user_limit" in changes,
+                changes.get("user_limit"),
+            ),
+            "channel",
+            ErrorCode.CHANNEL_NOT_FOUND,
         )
-        if record is None:
-            raise NotFound("no such channel", code=ErrorCode.CHANNEL_NOT_FOUND)
         return Channel.from_record(record)
 
     async def delete(self, channel_id: UUID) -> None:
@@ -193,19 +215,20 @@ class ChannelRepository:
         """Remove a member; False if they were not one."""
         return await self._conn.execute(DELETE_MEMBER, channel_id, user_id) == "DELETE 1"
 
-    async def members(self, channel_id: UUID) -> list[asyncpg.Record]:
+    async def members(self, channel_id: UUID) -> list[ChannelMember]:
         """Members with their public profile and per-channel role."""
-        return list(await self._conn.fetch(SELECT_MEMBERS, channel_id))
+        rows = await self._conn.fetch(SELECT_MEMBERS, channel_id)
+        return [ChannelMember.from_record(row) for row in rows]
 
     async def member_ids(self, channel_id: UUID) -> list[UUID]:
         """Ids of the members."""
         return [row["user_id"] for row in await self._conn.fetch(SELECT_MEMBER_IDS, channel_id)]
 
-    async def members_of(self, channel_ids: list[UUID]) -> dict[UUID, list[asyncpg.Record]]:
+    async def members_of(self, channel_ids: list[UUID]) -> dict[UUID, list[ChannelMember]]:
         """Members of several channels in one query (DM recipients in a channel list)."""
-        result: dict[UUID, list[asyncpg.Record]] = {cid: [] for cid in channel_ids}
+        result: dict[UUID, list[ChannelMember]] = {cid: [] for cid in channel_ids}
         for row in await self._conn.fetch(SELECT_MEMBERS_OF_MANY, channel_ids):
-            result[row["channel_id"]].append(row)
+            result[row["channel_id"]].append(ChannelMember.from_record(row))
         return result
 
     async def lock_direct_dm(self, user_a: UUID, user_b: UUID) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 from uuid import UUID
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import NotFound
 
 FILE_COLUMNS = """id, message_id, channel_id, uploader_id, filename, mime_type, size_bytes,
     s3_key, wrapped_key, created_at"""
@@ -118,9 +118,9 @@ class FileRepository:
         Raises:
             NotFound: no such file.
         """
-        record = await self._conn.fetchrow(SELECT_FILE, file_id)
-        if record is None:
-            raise NotFound("no such file", code=ErrorCode.FILE_NOT_FOUND)
+        record = found(
+            await self._conn.fetchrow(SELECT_FILE, file_id), "file", ErrorCode.FILE_NOT_FOUND
+        )
         return StoredFile.from_record(record)
 
     async def remove_for_message(self, message_id: UUID) -> list[str]:

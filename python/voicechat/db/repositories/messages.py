@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from uuid_utils.compat import uuid7
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import BadRequest, NotFound
+from voicechat.errors import BadRequest
 
 # Every read returns these columns: the message, its author's profile and its attachments.
 _MESSAGE_SELECT = """
@@ -70,6 +72,87 @@ WHERE id = $1
 DELETE_MESSAGE = "DELETE FROM messages WHERE id = $1"
 
 
+@dataclass(frozen=True, slots=True)
+class Author:
+    """The public profile of a message's (live) author."""
+
+    id: UUID
+    username: str
+    display_name: str | None
+    avatar_url: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    """A file attached to a message."""
+
+    id: UUID
+    filename: str
+    mime_type: str
+    size_bytes: int
+
+    @property
+    def url(self) -> str:
+        """Where the file is downloaded from."""
+        return f"/files/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with its author's profile and its attachments."""
+
+    id: UUID
+    channel_id: UUID
+    user_id: UUID | None
+    # None when the author's account is gone (deleted, or the row was anonymised).
+    author: Author | None
+    content: str | None
+    content_enc: dict[str, Any] | None
+    nonce: str | None
+    reply_to: UUID | None
+    attachments: tuple[StoredAttachment, ...]
+    edited_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Any) -> StoredMessage:
+        """Build from a row selected with `_MESSAGE_SELECT`."""
+        gone = record["user_id"] is None or record["author_deleted_at"] is not None
+        author = (
+            None
+            if gone
+            else Author(
+                id=record["user_id"],
+                username=record["author_username"],
+                display_name=record["author_display_name"],
+                avatar_url=record["author_avatar_url"],
+                status=record["author_status"],
+            )
+        )
+        return cls(
+            id=record["id"],
+            channel_id=record["channel_id"],
+            user_id=record["user_id"],
+            author=author,
+            content=record["content"],
+            content_enc=record["content_enc"],
+            nonce=record["nonce"],
+            reply_to=record["reply_to"],
+            attachments=tuple(
+                StoredAttachment(
+                    id=UUID(a["id"]),
+                    filename=a["filename"],
+                    mime_type=a["mime_type"],
+                    size_bytes=a["size_bytes"],
+                )
+                for a in record["attachments"]
+            ),
+            edited_at=record["edited_at"],
+            created_at=record["created_at"],
+        )
+
+
 class MessageRepository:
     """SQL for `messages` (and the attachment links in `files`)."""
 
@@ -78,7 +161,7 @@ class MessageRepository:
 
     async def page(
         self, channel_id: UUID, *, before: UUID | None, after: UUID | None, limit: int
-    ) -> tuple[list[asyncpg.Record], bool]:
+    ) -> tuple[list[StoredMessage], bool]:
         """A page, newest first, and whether more lie beyond it in the direction read.
 
         With only `after`, reads forward from it (the page right after that message); otherwise
@@ -87,22 +170,24 @@ class MessageRepository:
         if after is not None and before is None:
             rows = await self._conn.fetch(SELECT_PAGE_OLDEST_FIRST, channel_id, after, limit + 1)
             more = len(rows) > limit
-            return list(reversed(rows[:limit])), more
+            return [StoredMessage.from_record(r) for r in reversed(rows[:limit])], more
         rows = await self._conn.fetch(
             SELECT_PAGE_NEWEST_FIRST, channel_id, before, after, limit + 1
         )
-        return list(rows[:limit]), len(rows) > limit
+        return [StoredMessage.from_record(r) for r in rows[:limit]], len(rows) > limit
 
-    async def get(self, message_id: UUID) -> asyncpg.Record:
+    async def get(self, message_id: UUID) -> StoredMessage:
         """One message with author and attachments.
 
         Raises:
             NotFound: no such message.
         """
-        record = await self._conn.fetchrow(SELECT_ONE, message_id)
-        if record is None:
-            raise NotFound("no such message", code=ErrorCode.MESSAGE_NOT_FOUND)
-        return record
+        record = found(
+            await self._conn.fetchrow(SELECT_ONE, message_id),
+            "message",
+            ErrorCode.MESSAGE_NOT_FOUND,
+        )
+        return StoredMessage.from_record(record)
 
     async def create(
         self,
@@ -114,7 +199,7 @@ class MessageRepository:
         nonce: str | None,
         reply_to: UUID | None,
         attachments: list[UUID],
-    ) -> tuple[asyncpg.Record, bool]:
+    ) -> tuple[StoredMessage, bool]:
         """Insert a message; returns it and whether it is new.
 
         A resend with the same nonce returns the first message instead of a duplicate.
@@ -144,7 +229,7 @@ class MessageRepository:
             if inserted is None:
                 existing = await self._conn.fetchrow(SELECT_BY_NONCE, channel_id, user_id, nonce)
                 assert existing is not None
-                return existing, False
+                return StoredMessage.from_record(existing), False
             if attachments:
                 status = await self._conn.execute(
                     ATTACH_FILES, message_id, attachments, user_id, channel_id
@@ -156,11 +241,11 @@ class MessageRepository:
                     )
             record = await self._conn.fetchrow(SELECT_ONE, message_id)
             assert record is not None
-            return record, True
+            return StoredMessage.from_record(record), True
 
     async def edit(
         self, message_id: UUID, *, content: str | None, content_enc: dict[str, Any] | None
-    ) -> asyncpg.Record:
+    ) -> StoredMessage:
         """Replace the body and stamp `edited_at`."""
         await self._conn.execute(UPDATE_CONTENT, message_id, content, content_enc)
         return await self.get(message_id)

@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, Conflict, NotFound
 
@@ -66,9 +67,9 @@ class RoleRepository:
         Raises:
             NotFound: no such role.
         """
-        record = await self._conn.fetchrow(SELECT_ROLE, role_id)
-        if record is None:
-            raise NotFound("no such role", code=ErrorCode.ROLE_NOT_FOUND)
+        record = found(
+            await self._conn.fetchrow(SELECT_ROLE, role_id), "role", ErrorCode.ROLE_NOT_FOUND
+        )
         return Role.from_record(record)
 
     async def create(self, name: str, color: int, permissions: list[str], position: int) -> Role:
@@ -97,9 +98,7 @@ class RoleRepository:
             )
         except asyncpg.UniqueViolationError:
             raise Conflict("a role of that name exists", code=ErrorCode.ROLE_NAME_TAKEN) from None
-        if record is None:
-            raise NotFound("no such role", code=ErrorCode.ROLE_NOT_FOUND)
-        return Role.from_record(record)
+        return Role.from_record(found(record, "role", ErrorCode.ROLE_NOT_FOUND))
 
     async def delete(self, role_id: UUID) -> None:
         """Delete a role; the default role cannot be deleted.

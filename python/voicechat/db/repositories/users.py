@@ -10,8 +10,9 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import Conflict, NotFound
+from voicechat.errors import Conflict
 
 AuthMethod = Literal["local", "oidc"]
 Status = Literal["online", "idle", "dnd", "offline"]
@@ -176,9 +177,9 @@ class UserRepository:
         Raises:
             NotFound: no such user, or the account was deleted.
         """
-        record = await self._conn.fetchrow(SELECT_USER_BY_ID, user_id)
-        if record is None:
-            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
+        record = found(
+            await self._conn.fetchrow(SELECT_USER_BY_ID, user_id), "user", ErrorCode.USER_NOT_FOUND
+        )
         return User.from_record(record)
 
     async def find_by_username(self, username: str) -> User | None:
@@ -210,19 +211,21 @@ class UserRepository:
 
         A key present with None clears a nullable field; an absent key leaves it.
         """
-        record = await self._conn.fetchrow(
-            UPDATE_PROFILE,
-            user_id,
-            "display_name" in changes,
-            changes.get("display_name"),
-            changes.get("status"),
-            "email" in changes,
-            changes.get("email"),
-            "avatar_url" in changes,
-            changes.get("avatar_url"),
+        record = found(
+            await self._conn.fetchrow(
+                UPDATE_PROFILE,
+                user_id,
+                "display_name" in changes,
+                changes.get("display_name"),
+                changes.get("status"),
+                "email" in changes,
+                changes.get("email"),
+                "avatar_url" in changes,
+                changes.get("avatar_url"),
+            ),
+            "user",
+            ErrorCode.USER_NOT_FOUND,
         )
-        if record is None:
-            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         return User.from_record(record)
 
     async def set_status(self, user_id: UUID, status: Status) -> None:
@@ -246,9 +249,9 @@ class MfaRepository:
 
     async def state(self, user_id: UUID) -> tuple[bytes | None, bool]:
         """The sealed TOTP secret (if any) and whether MFA is on."""
-        record = await self._conn.fetchrow(SELECT_MFA, user_id)
-        if record is None:
-            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
+        record = found(
+            await self._conn.fetchrow(SELECT_MFA, user_id), "user", ErrorCode.USER_NOT_FOUND
+        )
         return record["mfa_secret"], record["mfa_enabled"]
 
     async def set_pending_secret(self, user_id: UUID, sealed_secret: bytes) -> None:
