@@ -171,8 +171,8 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
             )
         existing = await repo.device(caller.user_id, keys.device_id)
         if existing is not None and (
-            existing["identity_key"] != keys.keys.curve25519
-            or existing["signing_key"] != keys.keys.ed25519
+            existing.identity_key != keys.keys.curve25519
+            or existing.signing_key != keys.keys.ed25519
         ):
             raise Conflict(
                 "this device id has other keys; use a new device id", code=ErrorCode.DEVICE_EXISTS
@@ -195,7 +195,7 @@ async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: 
         device_id = await _session_device(repo, caller)
     device = await repo.device(caller.user_id, device_id)
     assert device is not None
-    signing_key = device["signing_key"]
+    signing_key = device.signing_key
     one_time: list[dict[str, str]] = []
     for key_id, signed_key in body.one_time_keys.items():
         payload = _key_payload(caller.user_id, device_id, key_id, signed_key.key, False)
@@ -243,8 +243,8 @@ async def query_keys(body: KeysQuery, _caller: CurrentUser, db: Db) -> KeysQuery
     """The signed device keys of these users (clients verify the signatures themselves)."""
     devices: dict[str, dict[str, dict[str, Any]]] = {str(u): {} for u in body.user_ids}
     for row in await KeyRepository(db).devices_of(list(set(body.user_ids))):
-        keys = row["device_keys"]
-        devices[str(row["user_id"])][row["device_id"]] = (
+        keys = row.device_keys
+        devices[str(row.user_id)][row.device_id] = (
             json.loads(keys) if isinstance(keys, str) else keys
         )
     return KeysQueryResult(devices=devices)
@@ -271,10 +271,10 @@ async def claim_keys(body: KeysClaim, _caller: CurrentUser, db: Db) -> KeysClaim
                 if claimed is None:
                     continue
                 result.setdefault(str(user_id), {})[device_id] = {
-                    "key_id": claimed["key_id"],
-                    "key": claimed["key"],
-                    "signature": claimed["signature"],
-                    "fallback": claimed["fallback"],
+                    "key_id": claimed.key_id,
+                    "key": claimed.key,
+                    "signature": claimed.signature,
+                    "fallback": claimed.fallback,
                 }
     return KeysClaimResult(one_time_keys=result)
 
@@ -295,7 +295,7 @@ async def send_to_device(
     sender_device = await _session_device(repo, caller)
     queued: list[dict[str, Any]] = []
     for user_id, per_device in body.messages.items():
-        known = {row["device_id"] for row in await repo.devices_of([user_id])}
+        known = {row.device_id for row in await repo.devices_of([user_id])}
         for device_id, content in per_device.items():
             size = len(json.dumps(content))
             if size > MAX_TO_DEVICE_BYTES:
@@ -319,7 +319,7 @@ async def send_to_device(
         if not await repo.start_txn(caller.user_id, sender_device, txn_id):
             return {"queued": 0}
         rows = await repo.queue_to_device(caller.user_id, sender_device, body.type, queued)
-    by_id = {(r["recipient_user_id"], r["recipient_device_id"]): r["id"] for r in rows}
+    by_id = {(r.recipient_user_id, r.recipient_device_id): r.id for r in rows}
     for message in queued:
         recipient = UUID(message["user_id"])
         await resources.events.publish(
@@ -354,11 +354,11 @@ async def inbox(
         device_id=device_id,
         messages=[
             ToDeviceMessage(
-                id=r["id"],
-                sender_user_id=r["sender_user_id"],
-                sender_device_id=r["sender_device_id"],
-                type=r["type"],
-                content=r["content"],
+                id=r.id,
+                sender_user_id=r.sender_user_id,
+                sender_device_id=r.sender_device_id,
+                type=r.type,
+                content=r.content,
             )
             for r in rows
         ],
@@ -379,10 +379,10 @@ async def own_devices(caller: CurrentUser, db: Db) -> list[OwnDevice]:
     rows = await KeyRepository(db).own_devices(caller.user_id, caller.session_id)
     return [
         OwnDevice(
-            device_id=r["device_id"],
-            identity_key=r["identity_key"],
-            signing_key=r["signing_key"],
-            current=bool(r["current"]),
+            device_id=r.device_id,
+            identity_key=r.identity_key,
+            signing_key=r.signing_key,
+            current=bool(r.current),
         )
         for r in rows
     ]

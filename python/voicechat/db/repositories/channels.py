@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from voicechat.db.pool import Connection
-from voicechat.db.repositories.rows import found
+from voicechat.db.repositories.rows import found, from_record
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest, NotFound
 
@@ -97,7 +97,7 @@ class Channel:
     @classmethod
     def from_record(cls, record: Any) -> Channel:
         """Build from a row selected with `CHANNEL_COLUMNS`."""
-        return cls(**{field: record[field] for field in cls.__slots__})
+        return from_record(cls, record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class ChannelMember:
     @classmethod
     def from_record(cls, record: Any) -> ChannelMember:
         """Build from a row of `SELECT_MEMBERS` or `SELECT_MEMBERS_OF_MANY`."""
-        return cls(**{field: record[field] for field in cls.__slots__})
+        return from_record(cls, record)
 
 
 class ChannelRepository:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from voicechat.db.pool import Connection
+from voicechat.db.repositories.rows import from_record
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import Conflict
 
@@ -98,15 +101,82 @@ VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device and the login session it is bound to."""
+
+    user_id: UUID
+    device_id: str
+    identity_key: str
+    signing_key: str
+    device_keys: Any
+    session_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedDevice:
+    """A device's signed keys as published to others."""
+
+    user_id: UUID
+    device_id: str
+    device_keys: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedKey:
+    """A one-time (or fallback) key taken for a new Olm session."""
+
+    key_id: str
+    key: str
+    signature: str
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedToDevice:
+    """A to-device message as stored for its recipient."""
+
+    id: int
+    recipient_user_id: UUID
+    recipient_device_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """A pending to-device message."""
+
+    id: int
+    sender_user_id: UUID
+    sender_device_id: str
+    type: str
+    content: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedDevice:
+    """One of a user's devices, as they see it."""
+
+    device_id: str
+    identity_key: str
+    signing_key: str
+    created_at: datetime
+    last_seen_at: datetime | None
+    # Whether this is the device of the asking login session.
+    current: bool | None
+
+
 class KeyRepository:
     """SQL for the key server."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def device(self, user_id: UUID, device_id: str) -> asyncpg.Record | None:
+    async def device(self, user_id: UUID, device_id: str) -> Device | None:
         """A device's row."""
-        return await self._conn.fetchrow(SELECT_DEVICE, user_id, device_id)
+        record = await self._conn.fetchrow(SELECT_DEVICE, user_id, device_id)
+        return None if record is None else from_record(Device, record)
 
     async def register_device(
         self,
@@ -161,16 +231,17 @@ class KeyRepository:
         assert row is not None
         return int(row["one_time"]), bool(row["has_fallback"])
 
-    async def devices_of(self, user_ids: list[UUID]) -> list[asyncpg.Record]:
+    async def devices_of(self, user_ids: list[UUID]) -> list[PublishedDevice]:
         """Signed device keys of these users."""
-        return list(await self._conn.fetch(SELECT_DEVICES_OF, user_ids))
+        rows = await self._conn.fetch(SELECT_DEVICES_OF, user_ids)
+        return [from_record(PublishedDevice, row) for row in rows]
 
-    async def claim(self, user_id: UUID, device_id: str) -> asyncpg.Record | None:
+    async def claim(self, user_id: UUID, device_id: str) -> ClaimedKey | None:
         """Take one one-time key of a device (each exactly once), else its fallback key."""
         claimed = await self._conn.fetchrow(CLAIM_ONE_TIME_KEY, user_id, device_id)
-        if claimed is not None:
-            return claimed
-        return await self._conn.fetchrow(SELECT_FALLBACK, user_id, device_id)
+        if claimed is None:
+            claimed = await self._conn.fetchrow(SELECT_FALLBACK, user_id, device_id)
+        return None if claimed is None else from_record(ClaimedKey, claimed)
 
     async def start_txn(self, user_id: UUID, device_id: str, txn_id: str) -> bool:
         """True the first time this sender uses this transaction id."""
@@ -182,25 +253,26 @@ class KeyRepository:
         sender_device: str,
         type_: str,
         messages: list[dict[str, Any]],
-    ) -> list[asyncpg.Record]:
+    ) -> list[QueuedToDevice]:
         """Store to-device messages for existing devices; returns the stored rows."""
-        return list(
-            await self._conn.fetch(INSERT_TO_DEVICE, sender_user, sender_device, type_, messages)
-        )
+        rows = await self._conn.fetch(INSERT_TO_DEVICE, sender_user, sender_device, type_, messages)
+        return [from_record(QueuedToDevice, row) for row in rows]
 
     async def inbox(
         self, user_id: UUID, device_id: str, after: int, limit: int
-    ) -> list[asyncpg.Record]:
+    ) -> list[InboxMessage]:
         """Pending to-device messages of a device, oldest first."""
-        return list(await self._conn.fetch(SELECT_INBOX, user_id, device_id, after, limit))
+        rows = await self._conn.fetch(SELECT_INBOX, user_id, device_id, after, limit)
+        return [from_record(InboxMessage, row) for row in rows]
 
     async def acknowledge(self, user_id: UUID, device_id: str, up_to: int) -> None:
         """Forget the device's messages up to and including `up_to`."""
         await self._conn.execute(ACK_INBOX, user_id, device_id, up_to)
 
-    async def own_devices(self, user_id: UUID, session_id: UUID) -> list[asyncpg.Record]:
+    async def own_devices(self, user_id: UUID, session_id: UUID) -> list[OwnedDevice]:
         """The user's devices, marking the one of this session."""
-        return list(await self._conn.fetch(SELECT_OWN_DEVICES, user_id, session_id))
+        rows = await self._conn.fetch(SELECT_OWN_DEVICES, user_id, session_id)
+        return [from_record(OwnedDevice, row) for row in rows]
 
     async def delete_device(self, user_id: UUID, device_id: str) -> bool:
         """Remove a device with its keys and inbox."""

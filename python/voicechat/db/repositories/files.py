@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from voicechat.db.pool import Connection
-from voicechat.db.repositories.rows import found
+from voicechat.db.repositories.rows import found, from_record
 from voicechat.error_codes import ErrorCode
 
 FILE_COLUMNS = """id, message_id, channel_id, uploader_id, filename, mime_type, size_bytes,
@@ -72,7 +72,7 @@ class StoredFile:
     @classmethod
     def from_record(cls, record: Any) -> StoredFile:
         """Build from a row selected with `FILE_COLUMNS`."""
-        return cls(**{field: record[field] for field in cls.__slots__})
+        return from_record(cls, record)
 
     @property
     def url(self) -> str:
