@@ -107,9 +107,9 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan), each as one cycle
-    through it, so a failure shows a path that can be read and cut."""
+def find_cycles(graph: dict[str, set[str]]) -> list[tuple[list[str], list[str]]]:
+    """The strongly connected components with more than one module (Tarjan): each as its
+    modules and one cycle through them, so a failure shows a path that can be read and cut."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -141,7 +141,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for node in sorted(graph):
         if node not in index:
             visit(node)
-    return [_cycle_through(graph, set(component)) for component in components]
+    return [(component, _cycle_through(graph, set(component))) for component in components]
 
 
 def _cycle_through(graph: dict[str, set[str]], component: set[str]) -> list[str]:
@@ -173,8 +173,9 @@ def test_the_graph_sees_known_arrows() -> None:
 
 def test_no_import_cycles() -> None:
     cycles = find_cycles(import_graph())
-    assert not cycles, "import cycles (cut one arrow of each):\n" + "\n".join(
-        " -> ".join(cycle) for cycle in cycles
+    assert not cycles, "import cycles (cut arrows until none is left):\n" + "\n".join(
+        f"{' -> '.join(cycle)}   (modules in the tangle: {', '.join(members)})"
+        for members, cycle in cycles
     )
 
 
