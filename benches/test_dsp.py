@@ -49,6 +49,16 @@ PCM_BYTES = [p.tobytes() for p in PCM]
 PACKETS = [dsp.OpusEncoder().encode(p) for p in PCM]
 
 
+# The first native row may build `dsp_bench` (a release build, minutes from a clean clone).
+BUILD_TIMEOUT = 1200
+
+
+@pytest.fixture(scope="module")
+def native_bench() -> Any:
+    """The `dsp_bench.NativeBench` class, built and installed first if it is missing."""
+    return dsp_bench().NativeBench
+
+
 def run(benchmark: Any, work: Callable[[], object]) -> None:
     benchmark.extra_info["audio_seconds"] = 1.0
     benchmark.pedantic(work, rounds=30, iterations=1, warmup_rounds=2)
@@ -80,8 +90,9 @@ def test_encode_reference_opuslib(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="dsp-encode")
-def test_encode_native(benchmark: Any) -> None:
-    native = dsp_bench().NativeBench("encode")
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_encode_native(benchmark: Any, native_bench: Any) -> None:
+    native = native_bench("encode")
     run(benchmark, lambda: native.run(FRAMES))
 
 
@@ -101,8 +112,9 @@ def test_decode_reference_opuslib(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="dsp-decode")
-def test_decode_native(benchmark: Any) -> None:
-    native = dsp_bench().NativeBench("decode")
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_decode_native(benchmark: Any, native_bench: Any) -> None:
+    native = native_bench("decode")
     run(benchmark, lambda: native.run(FRAMES))
 
 
@@ -131,8 +143,9 @@ def test_denoise_reference_pyrnnoise(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="dsp-denoise")
-def test_denoise_native(benchmark: Any) -> None:
-    native = dsp_bench().NativeBench("denoise")
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_denoise_native(benchmark: Any, native_bench: Any) -> None:
+    native = native_bench("denoise")
     run(benchmark, lambda: native.run(FRAMES))
 
 
@@ -166,8 +179,9 @@ def test_capture_reference_pyrnnoise_opuslib(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="dsp-capture")
-def test_capture_native(benchmark: Any) -> None:
-    native = dsp_bench().NativeBench("capture")
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_capture_native(benchmark: Any, native_bench: Any) -> None:
+    native = native_bench("capture")
     run(benchmark, lambda: native.run(FRAMES))
 
 
@@ -202,6 +216,7 @@ def test_playback_reference_opuslib(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="dsp-playback")
-def test_playback_native(benchmark: Any) -> None:
-    native = dsp_bench().NativeBench("playback")
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_playback_native(benchmark: Any, native_bench: Any) -> None:
+    native = native_bench("playback")
     run(benchmark, lambda: native.run(FRAMES))

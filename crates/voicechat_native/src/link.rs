@@ -86,7 +86,9 @@ impl Drop for Samples {
 }
 
 /// The client's native voice engine over a client `Peer`: microphone samples in, speaker
-/// samples out; see the module docs (docs/audio.md, "Client engine").
+/// samples out (the Rust voice_link crate; docs/audio.md, "Client engine").
+///
+/// Every argument but `peer` is optional; the defaults are voice_link's LinkConfig.
 ///
 /// Args:
 ///     peer: The call's native peer; the link sends through it and reads every packet it

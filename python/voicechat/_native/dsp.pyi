@@ -10,6 +10,10 @@ returns new arrays. Errors derive from `voicechat._native.DspError`: bad input r
 
 Times (`arrival`, `now`) are seconds on any monotonic clock the caller chooses, the same for
 every call on one object (e.g. `time.monotonic()`); the DSP never reads a clock itself.
+
+Constructor defaults are those of the Rust configs (`EncoderConfig`, `VadConfig`,
+`JitterConfig`, `CaptureConfig`, `PlaybackConfig`); each object reports its settings back as
+read-only properties.
 """
 
 from typing import Final, Literal, final

@@ -381,7 +381,8 @@ class VoiceLink:
     floor), sending through `peer`, and the per-sender jitter buffers, decoding and mixing with
     per-user gains; a native receive thread reads `peer`'s packets. Neither takes the GIL. The
     sound card callbacks call `write_input` / `read_output`, which copy into / out of lock-free
-    rings without allocating.
+    rings without allocating. The engine is the Rust `voice_link` crate; the defaults are its
+    `LinkConfig`'s.
 
     Args:
         peer: The call's peer; the link sends through it and reads every packet it receives (so
