@@ -16,7 +16,7 @@ import importlib
 import logging
 import webbrowser
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kivy.app import App
 from kivy.base import ExceptionHandler, ExceptionManager
@@ -25,10 +25,11 @@ from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
-from kivy.uix.screenmanager import NoTransition, Screen, ScreenManager
+from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from kivy_client import KV_DIR
 from kivy_client.idle import IdleRate
+from kivy_client.running import ClientScreen
 from kivy_client.widgets import common  # noqa: F401  (registers the kv widget classes)
 from voicechat.sdk.app import AppSession, ClientSettings, readable_error
 
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voicechat.client")
 
-# Screens built on first use (login is always needed first, so it is imported eagerly).
-_LAZY_SCREENS = {
+# Screens by name, each built on first use (login at start). Named, not imported, so that
+# screens can import `kivy_client.running` without a cycle back to this module.
+_SCREENS = {
+    "login": "kivy_client.screens.login:LoginScreen",
     "main": "kivy_client.screens.main:MainScreen",
     "settings": "kivy_client.screens.settings:SettingsScreen",
 }
@@ -48,13 +51,6 @@ _LAZY_SCREENS = {
 
 class RootLayout(FloatLayout):  # type: ignore[misc]
     """The window's content: the screens, and a toast above them."""
-
-
-class ClientScreen(Screen):  # type: ignore[misc]
-    """A screen that redraws parts of itself when the session changes."""
-
-    def refresh(self, kinds: set[str]) -> None:
-        """Redraw what depends on these change kinds (`"*"`: everything)."""
 
 
 class _ToastOnError(ExceptionHandler):  # type: ignore[misc]
@@ -83,6 +79,8 @@ class VoicechatApp(App):  # type: ignore[misc]
     """
 
     title = "voicechat"
+    # What `kivy_client.running.running_app` recognises this app by.
+    is_voicechat_client = True
     session: AppSession | None = ObjectProperty(None, allownone=True)
     connection_state = StringProperty("offline")
     toast_text = StringProperty("")
@@ -118,12 +116,10 @@ class VoicechatApp(App):  # type: ignore[misc]
 
     def build(self) -> RootLayout:
         Builder.load_file(str(KV_DIR / "app.kv"))
-        from kivy_client.screens.login import LoginScreen
-
         root = RootLayout()
         manager: ScreenManager = root.ids.screens
         manager.transition = NoTransition()
-        manager.add_widget(LoginScreen(name="login"))
+        manager.add_widget(_build_screen("login"))
         Window.clearcolor = (0.19, 0.2, 0.22, 1)
         self.idle_rate.start()
         return root
@@ -210,27 +206,17 @@ class VoicechatApp(App):  # type: ignore[misc]
     def screen(self, name: str) -> ClientScreen:
         """The screen called `name`, built on first use."""
         if not self.manager.has_screen(name):
-            module_name, _, class_name = _LAZY_SCREENS[name].partition(":")
-            module = importlib.import_module(module_name)
-            self.manager.add_widget(getattr(module, class_name)(name=name))
+            self.manager.add_widget(_build_screen(name))
         screen: ClientScreen = self.manager.get_screen(name)
         return screen
 
     def login_screen(self) -> LoginScreen:
         """The Login screen."""
-        from kivy_client.screens.login import LoginScreen
-
-        screen = self.screen("login")
-        assert isinstance(screen, LoginScreen)
-        return screen
+        return cast("LoginScreen", self.screen("login"))
 
     def main_screen(self) -> MainScreen:
         """The main screen (built on first use)."""
-        from kivy_client.screens.main import MainScreen
-
-        screen = self.screen("main")
-        assert isinstance(screen, MainScreen)
-        return screen
+        return cast("MainScreen", self.screen("main"))
 
     def show_screen(self, name: str) -> None:
         """Switch to a screen (redrawing it from the session first)."""
@@ -304,21 +290,15 @@ class VoicechatApp(App):  # type: ignore[misc]
         self.toast_text = ""
 
 
+def _build_screen(name: str) -> ClientScreen:
+    module_name, _, class_name = _SCREENS[name].partition(":")
+    screen: ClientScreen = getattr(importlib.import_module(module_name), class_name)(name=name)
+    return screen
+
+
 def _load_settings() -> ClientSettings:
     try:
         return ClientSettings.load()
     except Exception:
         log.warning("client: settings unreadable, using defaults", exc_info=True)
         return ClientSettings()
-
-
-def running_app() -> VoicechatApp:
-    """The running client, for screens and widgets.
-
-    Raises:
-        LookupError: no voicechat client is running.
-    """
-    app = App.get_running_app()
-    if not isinstance(app, VoicechatApp):
-        raise LookupError("the voicechat client is not running")
-    return app

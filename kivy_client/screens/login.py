@@ -11,7 +11,7 @@ from kivy.lang import Builder
 from kivy.properties import BooleanProperty, StringProperty
 
 from kivy_client import KV_DIR
-from kivy_client.app import ClientScreen, running_app
+from kivy_client.running import ClientScreen, running_app
 from kivy_client.widgets.common import FlatButton
 from voicechat.sdk.app import AppSession, MfaChallenge, MfaRequired, readable_error
 

@@ -14,7 +14,7 @@ from kivy.metrics import dp
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
 
 from kivy_client import KV_DIR
-from kivy_client.app import ClientScreen, running_app
+from kivy_client.running import ClientScreen, running_app
 from kivy_client.screens.shortcuts import MainShortcuts
 from kivy_client.widgets.messages import SIDE_SPACE, HeightCache, MessageView, message_rows
 from kivy_client.widgets.panels import ChannelRow, MemberList, MemberRow, SidebarList

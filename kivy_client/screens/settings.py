@@ -7,7 +7,7 @@ Every change is saved at once (`ClientSettings.save`) and handed to the running 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kivy.core.window import Window
 from kivy.lang import Builder
@@ -18,10 +18,13 @@ from kivy.uix.label import Label
 from kivy.uix.slider import Slider
 
 from kivy_client import KV_DIR, theme
-from kivy_client.app import ClientScreen, VoicechatApp, running_app
+from kivy_client.running import ClientScreen, running_app
 from kivy_client.widgets.qr import qr_texture
 from voicechat.sdk.app.state import Presence
 from voicechat.sdk.app.view_rows import user_label
+
+if TYPE_CHECKING:
+    from kivy_client.app import VoicechatApp
 
 Builder.load_file(str(KV_DIR / "settings.kv"))
 

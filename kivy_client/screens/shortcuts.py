@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from kivy.core.window import Window
 
-from kivy_client.app import running_app
+from kivy_client.running import running_app
 
 if TYPE_CHECKING:
     from kivy_client.screens.main import MainScreen

@@ -18,7 +18,7 @@ from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.utils import escape_markup
 
 from kivy_client import theme
-from kivy_client.app import running_app
+from kivy_client.running import running_app
 from kivy_client.widgets.common import FlatButton
 from voicechat.sdk.app import Timeline
 from voicechat.sdk.app.view_rows import user_label
