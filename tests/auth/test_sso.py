@@ -30,12 +30,8 @@ from tests.utils.auth import bearer, register
 from tests.utils.net import free_port
 from tests.utils.oidc import MockProvider, start_provider
 from voicechat.api import create_app
-from voicechat.auth.sso import (
-    IdentityProvider,
-    ProviderMetadata,
-    check_redirect_uri,
-    sanitise_username,
-)
+from voicechat.auth.oidc import IdentityProvider, ProviderMetadata
+from voicechat.auth.sso import check_redirect_uri, sanitise_username
 from voicechat.crypto import token_hash
 from voicechat.errors import BadGateway, Unauthorized
 from voicechat.settings import OidcProvider, Settings
