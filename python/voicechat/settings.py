@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     rate_limit_refresh: str = Field("30/minute", description="Refreshes per account and per IP.")
     rate_limit_mfa: str = Field("5/5minutes", description="MFA code attempts per account.")
     rate_limit_mfa_ip: str = Field("20/5minutes", description="MFA code attempts per client IP.")
+    rate_limit_key_claims: str = Field(
+        "50/hour",
+        description="One-time keys one user may claim from another user's devices.",
+    )
     oidc_providers: list[OidcProvider] = Field(
         default_factory=list, description="SSO providers, as a JSON list."
     )
@@ -288,6 +292,7 @@ class Settings(BaseSettings):
         "rate_limit_refresh",
         "rate_limit_mfa",
         "rate_limit_mfa_ip",
+        "rate_limit_key_claims",
     )
     @classmethod
     def _rate_limit_shape(cls, value: str) -> str:
