@@ -142,13 +142,14 @@ class AuthService:
             RateLimited: too many attempts from this IP or on this account.
         """
         account = username.strip().lower()
+        # Both attempts are counted before the password is looked at (auth/ratelimit.py):
+        # concurrent guesses cannot all slip under the limit.
         await self.limits.hit(self.settings.rate_limit_login_ip, "login-ip", client.ip)
-        await self.limits.check(self.settings.rate_limit_login, "login-account", account)
+        await self.limits.hit(self.settings.rate_limit_login, "login-account", account)
         async with self._db.acquire() as conn:
             user = await UserRepository(conn).find_by_username(account)
         stored = user.password_hash if user is not None else None
         if not await self.passwords.verify(stored, password) or user is None:
-            await self.limits.count(self.settings.rate_limit_login, "login-account", account)
             await self._audit(
                 "login.failed", client, user.id if user else None, {"username": account[:64]}
             )
@@ -364,6 +365,12 @@ class AuthService:
             RateLimited: refreshing too often from this IP.
         """
         await self.limits.hit(self.settings.rate_limit_refresh, "refresh-ip", client.ip)
+        # Counted before the rotation, once the owner is known: a client stuck in a refresh
+        # loop is slowed down on every address it uses, and a refused refresh leaves its
+        # token valid (counting after the rotation would lose the new token with the 429).
+        owner = await self.sessions.owner_of_refresh_token(refresh_token)
+        if owner is not None:
+            await self.limits.hit(self.settings.rate_limit_refresh, "refresh-account", str(owner))
         rotation = await self.sessions.rotate(refresh_token)
         if rotation.outcome == "reuse":
             assert rotation.session_id is not None
@@ -382,11 +389,6 @@ class AuthService:
             raise Unauthorized(
                 "invalid or expired refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
             )
-        # Counted after rotation, once the account is known: a client stuck in a refresh loop
-        # is slowed down on every address it uses.
-        await self.limits.hit(
-            self.settings.rate_limit_refresh, "refresh-account", str(rotation.user_id)
-        )
         assert rotation.session_id is not None
         assert rotation.refresh_token is not None
         async with self._db.acquire() as conn:

@@ -136,6 +136,18 @@ class SessionStore:
             return Rotation("raced", session_id, user_id)
         return Rotation("rotated", session_id, user_id, fresh)
 
+    async def owner_of_refresh_token(self, refresh_token: str) -> UUID | None:
+        """The user whose live session `refresh_token` belongs to (current or past token).
+
+        For counting a refresh against its account's limit before rotating; None when the
+        token names no live session.
+        """
+        session_id = await self._cache.get(keys.refresh_token(token_hash(refresh_token)))
+        if session_id is None:
+            return None
+        user_id = await self._cache.hget(keys.session(UUID(_text(session_id))), "user_id")
+        return None if user_id is None else UUID(_text(user_id))
+
     async def touch(self, session_id: UUID) -> UUID | None:
         """The session's user if it is live (and mark it used), else None. One round trip."""
         async with self._cache.pipeline(transaction=False) as pipe:

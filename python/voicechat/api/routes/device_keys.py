@@ -251,11 +251,24 @@ async def query_keys(body: KeysQuery, _caller: CurrentUser, db: Db) -> KeysQuery
 
 
 @router.post("/keys/claim", response_model=KeysClaimResult)
-async def claim_keys(body: KeysClaim, _caller: CurrentUser, db: Db) -> KeysClaimResult:
+async def claim_keys(
+    body: KeysClaim, caller: CurrentUser, db: Db, resources: Res
+) -> KeysClaimResult:
     """One one-time key per requested device, each handed out exactly once (else the fallback).
 
-    Raises 404 when a requested device does not exist.
+    Each requested device counts against the caller's limit for that device's owner
+    (`VOICECHAT_RATE_LIMIT_KEY_CLAIMS`), before anything is handed out, so one user cannot
+    drain another's one-time keys. Raises 404 when a requested device does not exist, 429
+    when the limit is reached.
     """
+    limits = resources.auth.limits
+    for user_id, device_ids in body.one_time_keys.items():
+        await limits.hit(
+            resources.settings.rate_limit_key_claims,
+            "key-claims",
+            f"{caller.user_id}:{user_id}",
+            cost=max(1, len(set(device_ids))),
+        )
     repo = KeyRepository(db)
     result: dict[str, dict[str, dict[str, Any]]] = {}
     for user_id, device_ids in body.one_time_keys.items():
