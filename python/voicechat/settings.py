@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 from collections.abc import Collection
 from enum import StrEnum
 from functools import cached_property
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -196,6 +198,17 @@ class Settings(BaseSettings):
         "50/hour",
         description="One-time keys one user may claim from another user's devices.",
     )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
+        description=(
+            "CIDRs of reverse proxies whose forwarding header names the client (comma-separated "
+            "or a JSON list; empty: trust none). docs/reliability.md, Trusted proxies."
+        ),
+    )
+    proxy_client_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for",
+        description="The header trusted proxies write the client into (RFC 7239: forwarded).",
+    )
     oidc_providers: list[OidcProvider] = Field(
         default_factory=list, description="SSO providers, as a JSON list."
     )
@@ -233,6 +246,16 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod
