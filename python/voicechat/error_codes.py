@@ -122,6 +122,9 @@ class ErrorCode(StrEnum):
     VOICE_CHANNEL_FULL = "voice_channel_full"
     VOICE_UNAVAILABLE = "voice_unavailable"
 
+    # The gateway's caps on sockets (docs/gateway.md, "Caps on sockets").
+    TOO_MANY_SOCKETS = "too_many_sockets"
+
     # A voice node's replies to an API instance (the control channel; never seen by a client).
     # The first six carry a native SFU error across and are raised again as the same class.
     INVALID_SDP = "invalid_sdp"

@@ -198,6 +198,24 @@ class Settings(BaseSettings):
         "50/hour",
         description="One-time keys one user may claim from another user's devices.",
     )
+    gateway_max_sockets_per_user: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Open gateway sockets one user may hold, across every instance.",
+    )
+    gateway_max_sockets_per_ip: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Open gateway sockets one client address may hold, across every instance.",
+    )
+    rate_limit_gateway_ip: str = Field(
+        "600/minute", description="Gateway connection attempts per client IP."
+    )
+    rate_limit_gateway_user: str = Field(
+        "60/minute", description="Gateway `auth` attempts per user."
+    )
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
         description=(
@@ -316,6 +334,8 @@ class Settings(BaseSettings):
         "rate_limit_mfa",
         "rate_limit_mfa_ip",
         "rate_limit_key_claims",
+        "rate_limit_gateway_ip",
+        "rate_limit_gateway_user",
     )
     @classmethod
     def _rate_limit_shape(cls, value: str) -> str:
