@@ -227,6 +227,30 @@ class Settings(BaseSettings):
         "x-forwarded-for",
         description="The header trusted proxies write the client into (RFC 7239: forwarded).",
     )
+    http_max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request head (request line and headers), bytes; 431 above it.",
+    )
+    http_max_headers: int = Field(
+        100, ge=10, le=1000, description="Most header lines in a request; 431 above it."
+    )
+    http_max_request_line_bytes: int = Field(
+        8 * 1024, ge=256, le=256 * 1024, description="Longest request URL, bytes; 414 above it."
+    )
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's headers (slowloris); then 408.",
+    )
+    http_body_idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may stop arriving before the request ends in 408.",
+    )
     oidc_providers: list[OidcProvider] = Field(
         default_factory=list, description="SSO providers, as a JSON list."
     )
