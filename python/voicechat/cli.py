@@ -181,6 +181,7 @@ def serve(**flags: Any) -> None:
     import uvicorn
 
     from voicechat.api import create_app
+    from voicechat.api.http_limits import uvicorn_options
     from voicechat.gateway import MAX_FRAME_BYTES
 
     settings = _load(**flags)
@@ -203,6 +204,8 @@ def serve(**flags: Any) -> None:
                 # Compressing each event once per socket costs more CPU and memory than the
                 # fan-out itself (docs/gateway.md); TLS at the proxy, frames stay small.
                 ws_per_message_deflate=False,
+                # Request line, header, body and slow-client limits; proxies: api/proxies.py.
+                **uvicorn_options(resolved),
             )
             server = uvicorn.Server(config)
             server.run()

@@ -11,6 +11,7 @@ from voicechat import __version__, _native
 from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
 from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
     auth,
@@ -63,6 +64,11 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         BodySizeLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt_prefixes=("/upload",)
     )
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: everything inside sees the client a trusted proxy reported (api/proxies.py).
+    app.add_middleware(
+        TrustedProxyMiddleware,
+        proxies=TrustedProxies(settings.trusted_proxies, settings.proxy_client_header),
+    )
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(sso.router)

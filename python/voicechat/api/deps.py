@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from voicechat.api.proxies import client_ip
 from voicechat.api.resources import Resources
 from voicechat.auth.service import Authenticated, AuthService, Client
 from voicechat.cache import Cache as CacheClient
@@ -56,9 +57,8 @@ def get_auth(resources: Res) -> AuthService:
 
 
 def client_info(request: Request) -> Client:
-    """The caller's address (as the trusted proxy reports it) and user agent."""
-    ip = request.client.host if request.client is not None else ""
-    return Client(ip=ip, user_agent=request.headers.get("user-agent", "")[:256])
+    """The caller's address (as a trusted proxy reports it, api/proxies.py) and user agent."""
+    return Client(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:256])
 
 
 def bearer_token(
