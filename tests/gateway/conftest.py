@@ -4,6 +4,7 @@ tests can reach its `Resources` and tune the gateway), and a small JSON-RPC clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,9 +34,9 @@ class Served:
     http: httpx.AsyncClient
 
 
-@pytest.fixture
-async def served(settings: Settings) -> AsyncIterator[Served]:
-    """The app under uvicorn (the same WebSocket settings as `voicechat serve`)."""
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[Served]:
+    """The app under uvicorn in this event loop (the WebSocket settings of `voicechat serve`)."""
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(
@@ -56,10 +57,19 @@ async def served(settings: Settings) -> AsyncIterator[Served]:
                 raise AssertionError("uvicorn stopped during start-up")
             await asyncio.sleep(0.02)
     base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        yield Served(base_url, f"ws://127.0.0.1:{port}/ws", app.state.resources, http)
-    server.should_exit = True
-    await task
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            yield Served(base_url, f"ws://127.0.0.1:{port}/ws", app.state.resources, http)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    """The app under uvicorn (the same WebSocket settings as `voicechat serve`)."""
+    async with serve_app(settings) as running:
+        yield running
 
 
 @dataclass

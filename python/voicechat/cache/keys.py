@@ -56,8 +56,14 @@ def instances() -> str:
 
 
 def instance_sockets(instance_id: str) -> str:
-    """Set: `<user id>:<socket id>` of each gateway socket open on an instance."""
+    """Set: `<user id>:<socket id>:<client ip>` of each gateway socket open on an instance."""
     return f"{PREFIX}instance:{instance_id}:sockets"
+
+
+def address_sockets(ip: str) -> str:
+    """Hash: socket id → instance id for each open gateway socket from one client address
+    (the per-IP cap; entries go with the presence entries)."""
+    return f"{PREFIX}gateway:ip:{ip}"
 
 
 def presence_choice(user_id: UUID | str) -> str:

@@ -40,9 +40,9 @@ from voicechat.cache import Cache, keys
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
 from voicechat.db.repositories.users import UserRepository
-from voicechat.error_codes import RpcErrorCode
+from voicechat.error_codes import ErrorCode, RpcErrorCode
 from voicechat.events import Event, EventBus
-from voicechat.gateway.presence import STATUSES, PresenceStore, Status
+from voicechat.gateway.presence import STATUSES, Admission, PresenceStore, Status
 from voicechat.gateway.protocol import (
     MAX_FRAME_BYTES,
     CloseCode,
@@ -52,6 +52,7 @@ from voicechat.gateway.protocol import (
 )
 from voicechat.gateway.socket import Socket, TokenBucket
 from voicechat.gateway.visibility import channels_visible_to, users_who_see
+from voicechat.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,24 @@ class GatewayConfig:
     #: How often the sessions behind open sockets are checked; a socket whose session was
     #: revoked (logout, refresh-token reuse, `DELETE /auth/sessions/{id}`) is closed (4003).
     session_check_interval: float = 15.0
+    #: Open sockets one user, and one client address, may hold across every instance
+    #: (None: no cap). A socket over either is refused with 4029.
+    max_sockets_per_user: int | None = None
+    max_sockets_per_ip: int | None = None
+    #: Connection attempts per client address and `auth` attempts per user, in `limits`
+    #: notation ("600/minute"; None: not limited), counted on Valkey before anything else.
+    connect_limit_ip: str | None = None
+    connect_limit_user: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayConfig:
+        """The configuration `voicechat serve` runs with: the caps from the settings."""
+        return cls(
+            max_sockets_per_user=settings.gateway_max_sockets_per_user,
+            max_sockets_per_ip=settings.gateway_max_sockets_per_ip,
+            connect_limit_ip=settings.rate_limit_gateway_ip,
+            connect_limit_user=settings.rate_limit_gateway_user,
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -129,7 +148,7 @@ class Gateway:
         self.auth = auth
         self.events = events
         self.instance_id = instance_id
-        self.config = config or GatewayConfig()
+        self.config = config or GatewayConfig.from_settings(auth.settings)
         self.presence = PresenceStore(cache, instance_id)
         self.users: dict[UUID, LocalUser] = {}
         self.methods: dict[str, Handler] = {
@@ -190,14 +209,60 @@ class Gateway:
         """Answer `method` with `handler(socket, params)` (the voice service's hook)."""
         self.methods[method] = handler
 
-    async def serve(self, websocket: WebSocket) -> None:
-        """Run one client connection to its end."""
-        await Socket(self, websocket).run()
+    async def serve(self, websocket: WebSocket, ip: str) -> None:
+        """Run one client connection to its end.
+
+        Args:
+            websocket: the connection.
+            ip: the client's address, as trusted proxies report it (the per-IP caps).
+        """
+        await Socket(self, websocket, ip).run()
 
     # -- sockets -----------------------------------------------------------------------------
 
+    async def admit_connection(self, ip: str) -> None:
+        """Count a connection attempt from `ip` (before `auth`).
+
+        Raises:
+            RateLimited: the address has made too many attempts recently.
+        """
+        if self.config.connect_limit_ip is not None:
+            await self.auth.limits.hit(self.config.connect_limit_ip, "gateway-ip", ip)
+
+    async def admit_user(self, user_id: UUID) -> None:
+        """Count an `auth` attempt of an authenticated user.
+
+        Raises:
+            RateLimited: the user has authenticated too many sockets recently.
+        """
+        if self.config.connect_limit_user is not None:
+            await self.auth.limits.hit(self.config.connect_limit_user, "gateway-user", str(user_id))
+
     async def attach(self, socket: Socket, auth: Authenticated) -> None:
-        """Register an authenticated socket: answer `auth`, start its events, presence."""
+        """Register an authenticated socket: answer `auth`, start its events, presence.
+
+        Raises:
+            RpcError: a cap on open sockets refused it (nothing was registered).
+        """
+        admission = await self.presence.add(
+            auth.user_id,
+            socket.id,
+            socket.ip,
+            max_per_user=self.config.max_sockets_per_user,
+            max_per_ip=self.config.max_sockets_per_ip,
+        )
+        if admission in (Admission.USER_FULL, Admission.IP_FULL):
+            limit, whom = (
+                (self.config.max_sockets_per_user, "you already have")
+                if admission is Admission.USER_FULL
+                else (self.config.max_sockets_per_ip, "your address already has")
+            )
+            raise RpcError(
+                RpcErrorCode.SERVER_ERROR,
+                f"{whom} {limit} open sockets; close one first",
+                {"code": ErrorCode.TOO_MANY_SOCKETS, "limit": limit},
+            )
+        socket.registered = True
         async with self.db.acquire() as conn:
             profile = await UserRepository(conn).get(auth.user_id)
             user = self.users.get(auth.user_id)
@@ -236,29 +301,34 @@ class Gateway:
         )
         # From here on the socket receives events (after the answer, which is queued first).
         user.sockets.add(socket)
-        if await self.presence.add(user.id, socket.id):
+        if admission is Admission.FIRST:
             await self._came_online(user.id)
 
     async def detach(self, socket: Socket) -> None:
         """Forget a closed socket; the user goes offline if it was their last anywhere."""
         user = socket.user
-        if user is None:
+        if user is not None:
+            for hook in self.on_detach:
+                try:
+                    await hook(socket)
+                except Exception:
+                    log.warning(
+                        "gateway: a detach hook failed for socket %s", socket.id, exc_info=True
+                    )
+            user.sockets.discard(socket)
+            if not user.sockets and self.users.get(user.id) is user:
+                del self.users[user.id]
+                for channel_id, user_id in list(self._typing_timers):
+                    if user_id == user.id:
+                        self._typing_timers.pop((channel_id, user_id)).cancel()
+                        self._spawn(self._typing_stopped(channel_id, user_id))
+        if not socket.registered or socket.auth is None:
             return
-        for hook in self.on_detach:
-            try:
-                await hook(socket)
-            except Exception:
-                log.warning("gateway: a detach hook failed for socket %s", socket.id, exc_info=True)
-        user.sockets.discard(socket)
-        if not user.sockets and self.users.get(user.id) is user:
-            del self.users[user.id]
-            for channel_id, user_id in list(self._typing_timers):
-                if user_id == user.id:
-                    self._typing_timers.pop((channel_id, user_id)).cancel()
-                    self._spawn(self._typing_stopped(channel_id, user_id))
+        socket.registered = False
+        user_id = socket.auth.user_id
         try:
-            if await self.presence.remove(user.id, socket.id):
-                await self._went_offline(user.id)
+            if await self.presence.remove(user_id, socket.id, socket.ip):
+                await self._went_offline(user_id)
         except (RedisError, OSError):
             log.warning("gateway: could not clear presence of socket %s", socket.id)
 
@@ -376,7 +446,9 @@ class Gateway:
                     # Taken for dead (a long pause): our entries may have been reaped.
                     for user in list(self.users.values()):
                         for socket in list(user.sockets):
-                            if await self.presence.add(user.id, socket.id):
+                            # Already admitted: registered again past the caps.
+                            added = await self.presence.add(user.id, socket.id, socket.ip)
+                            if added is Admission.FIRST:
                                 await self._came_online(user.id)
                 for dead in await self.presence.dead_instances():
                     if dead == self.instance_id:

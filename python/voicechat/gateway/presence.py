@@ -6,10 +6,16 @@ the same entries by instance, so that when an instance dies without cleaning up 
 others find its entries once its heartbeat key has expired and remove them. Adding and removing
 an entry and counting the rest happen in one MULTI, so exactly one caller sees a user's
 online (first socket) or offline (last socket) transition, whichever instance it runs on.
+
+The caps on open sockets (per user, per client address) are counted on the same entries:
+`add` is one Lua script that counts the user's and the address's entries, refuses if either
+is full, and otherwise adds the socket, so concurrent sockets on any number of instances cannot
+slip past a cap. Entries of a dead instance count until they are reaped.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Literal, cast
 from uuid import UUID
 
@@ -21,12 +27,42 @@ STATUSES: frozenset[str] = frozenset({"online", "idle", "dnd", "offline"})
 CHOICE_TTL_SECONDS = keys.SESSION_TTL_SECONDS
 
 
+# KEYS: the user's presence hash, the address's hash, the instance's entry set.
+# ARGV: socket id, instance id, entry, cap per user, cap per address (0: none).
+_ADD_SOCKET = """
+local user_cap = tonumber(ARGV[4])
+local ip_cap = tonumber(ARGV[5])
+if user_cap > 0 and redis.call('HLEN', KEYS[1]) >= user_cap then
+  return -1
+end
+if ip_cap > 0 and redis.call('HLEN', KEYS[2]) >= ip_cap then
+  return -2
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return redis.call('HLEN', KEYS[1])
+"""
+_USER_FULL = -1
+_IP_FULL = -2
+
+
+class Admission(Enum):
+    """What `PresenceStore.add` did with a socket."""
+
+    FIRST = "first"
+    ADDED = "added"
+    USER_FULL = "user_full"
+    IP_FULL = "ip_full"
+
+
 class PresenceStore:
     """The Valkey side of presence for one API instance."""
 
     def __init__(self, cache: Cache, instance_id: str) -> None:
         self._cache = cache
         self.instance_id = instance_id
+        self._add_script = cache.register_script(_ADD_SOCKET)
 
     async def beat(self) -> bool:
         """Refresh this instance's heartbeat; False when it had expired (we were taken for dead
@@ -42,22 +78,63 @@ class PresenceStore:
         previous, _ = await pipe.execute()
         return previous is not None
 
-    async def add(self, user_id: UUID, socket_id: str) -> bool:
-        """Record an open socket; True when it is the user's first (they came online)."""
-        pipe = self._cache.pipeline(transaction=True)
-        pipe.hset(keys.presence(user_id), socket_id, self.instance_id)
-        pipe.hlen(keys.presence(user_id))
-        pipe.sadd(keys.instance_sockets(self.instance_id), f"{user_id}:{socket_id}")
-        _, count, _ = await pipe.execute()
-        return int(count) == 1
+    async def add(
+        self,
+        user_id: UUID,
+        socket_id: str,
+        ip: str,
+        *,
+        max_per_user: int | None = None,
+        max_per_ip: int | None = None,
+    ) -> Admission:
+        """Record an open socket unless that would pass a cap, atomically.
 
-    async def remove(self, user_id: UUID, socket_id: str, instance_id: str | None = None) -> bool:
+        Args:
+            user_id: the socket's user.
+            socket_id: the socket.
+            ip: the client address it came from.
+            max_per_user: the most open sockets the user may hold (None: no cap).
+            max_per_ip: the most open sockets the address may hold (None: no cap).
+
+        Returns:
+            `FIRST` when it is the user's first socket (they came online), `ADDED`, or
+            `USER_FULL` / `IP_FULL` when a cap refused it (nothing was recorded).
+        """
+        result = await self._add_script(
+            keys=[
+                keys.presence(user_id),
+                keys.address_sockets(ip),
+                keys.instance_sockets(self.instance_id),
+            ],
+            args=[
+                socket_id,
+                self.instance_id,
+                f"{user_id}:{socket_id}:{ip}",
+                max_per_user or 0,
+                max_per_ip or 0,
+            ],
+        )
+        count = int(result)
+        if count == _USER_FULL:
+            return Admission.USER_FULL
+        if count == _IP_FULL:
+            return Admission.IP_FULL
+        return Admission.FIRST if count == 1 else Admission.ADDED
+
+    async def remove(
+        self, user_id: UUID, socket_id: str, ip: str | None, instance_id: str | None = None
+    ) -> bool:
         """Forget a socket; True when it was the user's last (they went offline)."""
+        instance = instance_id or self.instance_id
         pipe = self._cache.pipeline(transaction=True)
         pipe.hdel(keys.presence(user_id), socket_id)
         pipe.hlen(keys.presence(user_id))
-        pipe.srem(keys.instance_sockets(instance_id or self.instance_id), f"{user_id}:{socket_id}")
-        removed, count, _ = await pipe.execute()
+        pipe.srem(keys.instance_sockets(instance), f"{user_id}:{socket_id}:{ip}")
+        if ip is None:  # an entry written before the caps existed
+            pipe.srem(keys.instance_sockets(instance), f"{user_id}:{socket_id}")
+        else:
+            pipe.hdel(keys.address_sockets(ip), socket_id)
+        removed, count, *_ = await pipe.execute()
         return int(removed) == 1 and int(count) == 0
 
     async def is_connected(self, user_id: UUID) -> bool:
@@ -85,8 +162,9 @@ class PresenceStore:
         entries = await self._cache.smembers(keys.instance_sockets(instance_id))
         offline: list[UUID] = []
         for entry in entries:
-            user, _, socket_id = _text(entry).partition(":")
-            if await self.remove(UUID(user), socket_id, instance_id):
+            user, socket_id, *address = _text(entry).split(":", 2)
+            ip = address[0] if address else None
+            if await self.remove(UUID(user), socket_id, ip, instance_id):
                 offline.append(UUID(user))
         pipe = self._cache.pipeline(transaction=True)
         pipe.delete(keys.instance_sockets(instance_id))

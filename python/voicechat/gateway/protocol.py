@@ -38,6 +38,9 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4008
     #: The client did not read its events fast enough; its send queue filled up.
     SLOW_CONSUMER = 4009
+    #: A cap refused the socket: too many open sockets (user or address) or too many
+    #: connection attempts (docs/gateway.md, "Caps on sockets").
+    TOO_MANY_CONNECTIONS = 4029
 
 
 class RpcError(Exception):

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
 from voicechat.auth.service import Authenticated
 from voicechat.error_codes import ErrorCode, RpcErrorCode
-from voicechat.errors import Unauthorized, VoicechatError
+from voicechat.errors import RateLimited, Unauthorized, VoicechatError
 from voicechat.gateway.protocol import (
     CloseCode,
     InvalidFrame,
@@ -70,10 +71,14 @@ class Closing:
 class Socket:
     """A client's connection to the gateway on this instance."""
 
-    def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
+    def __init__(self, gateway: Gateway, websocket: WebSocket, ip: str) -> None:
         self.id = uuid4().hex
         self.gateway = gateway
         self.websocket = websocket
+        #: The client's address (as a trusted proxy reported it): the per-IP caps count it.
+        self.ip = ip
+        #: Whether the socket holds a presence entry (and so counts against the caps).
+        self.registered = False
         self.config = gateway.config
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.config.send_queue_size)
         self.user: LocalUser | None = None
@@ -101,14 +106,33 @@ class Socket:
     async def run(self) -> None:
         """Serve the socket until it closes."""
         await self.websocket.accept()
+        try:
+            await self.gateway.admit_connection(self.ip)
+        except RateLimited as exc:
+            await self._close(
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"too many connection attempts from your address; retry in {exc.retry_after} s",
+            )
+            return
+        except (RedisError, OSError):
+            log.warning("gateway: could not count a connection attempt", exc_info=True)
+            await self._close(CloseCode.INTERNAL_ERROR, "the server could not register you")
+            return
         auth = await self._authenticate()
         if auth is None:
             return
         self.auth = auth
         try:
             await self.gateway.attach(self, auth)
-        except Exception:
-            log.exception("gateway: could not register a socket")
+        except RpcError as refusal:  # a cap on open sockets
+            await self._send_now(error_frame(self._auth_request_id, refusal))
+            await self._close(CloseCode.TOO_MANY_CONNECTIONS, "too many open sockets")
+            return
+        except Exception as exc:
+            if isinstance(exc, RedisError | OSError):
+                log.warning("gateway: could not register a socket: %s", exc)
+            else:
+                log.exception("gateway: could not register a socket")
             await self.gateway.detach(self)
             await self._close(CloseCode.INTERNAL_ERROR, "the server could not register you")
             return
@@ -173,6 +197,12 @@ class Socket:
         except Unauthorized as exc:
             await self._send_now(error_frame(request.id, RpcError.from_domain(exc)))
             await self._close(CloseCode.AUTHENTICATION_FAILED, "authentication failed")
+            return None
+        try:
+            await self.gateway.admit_user(auth.user_id)
+        except RateLimited as exc:
+            await self._send_now(error_frame(request.id, RpcError.from_domain(exc)))
+            await self._close(CloseCode.TOO_MANY_CONNECTIONS, "too many connection attempts")
             return None
         # The answer is queued, not sent: `attach` puts it ahead of any event.
         self._auth_request_id = request.id
