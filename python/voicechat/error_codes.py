@@ -42,6 +42,12 @@ class ErrorCode(StrEnum):
     BAD_GATEWAY = "bad_gateway"
     SERVICE_UNAVAILABLE = "service_unavailable"
 
+    # A dependency that is down or too slow (docs/reliability.md, "When a dependency fails"):
+    # 503 with `Retry-After`; the gateway closes with 1013.
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    VALKEY_UNAVAILABLE = "valkey_unavailable"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+
     # Accounts, tokens, sessions and MFA.
     MISSING_TOKEN = "missing_token"
     INVALID_TOKEN = "invalid_token"

@@ -272,6 +272,51 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(1, ge=0, le=100)
     db_pool_max: int = Field(10, ge=1, le=1000)
+    # Bounds on every dependency call (docs/reliability.md, "When a dependency fails"): past
+    # them, what needs the dependency answers 503 `<dependency>_unavailable` with Retry-After.
+    db_connect_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds to open a PostgreSQL connection."
+    )
+    db_acquire_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds a request waits for a pooled PostgreSQL connection (and to give "
+        "it back).",
+    )
+    db_command_timeout: float = Field(
+        3.0, gt=0, le=3600, description="Seconds one PostgreSQL statement may run."
+    )
+    valkey_pool_size: int = Field(
+        64,
+        ge=2,
+        le=10_000,
+        description="Valkey connections one process opens at most; past it, callers wait.",
+    )
+    valkey_pool_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds a caller waits for a free Valkey connection before 503.",
+    )
+    valkey_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds to connect to Valkey, and for one command."
+    )
+    s3_connect_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds to open a connection to the S3 server."
+    )
+    s3_read_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=300,
+        description="Seconds the S3 server may stay silent (an answer, or room to send more).",
+    )
+    s3_max_attempts: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="Attempts per S3 call (botocore standard retries) within its deadline.",
+    )
 
     @classmethod
     def settings_customise_sources(
