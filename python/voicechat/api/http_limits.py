@@ -117,10 +117,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._linger_timer = None
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._refused:
             self.transport.close()  # the client is done sending: nothing left to linger for
-        return None
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
