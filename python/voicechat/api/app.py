@@ -10,7 +10,11 @@ from fastapi import FastAPI
 from voicechat import __version__, _native
 from voicechat.api import metrics
 from voicechat.api.errors import install_error_handlers
-from voicechat.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from voicechat.api.middleware import (
+    BodySizeLimitMiddleware,
+    InputGuardMiddleware,
+    RequestContextMiddleware,
+)
 from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
@@ -60,6 +64,8 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     metrics.BUILD_INFO.labels(__version__, _native.__version__).set(1)
     install_error_handlers(app)
     # Starlette applies the last-added middleware outermost: the request context sees all.
+    # Innermost: the input guard reads bodies the size limit has already bounded.
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt_prefixes=("/upload",)
     )

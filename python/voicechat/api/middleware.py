@@ -1,5 +1,5 @@
 """Pure ASGI middleware around every request: request id, access log, metrics, crash guard,
-body size limit.
+body size limit, and the input guard (input the server cannot store is refused with 422).
 
 Pure ASGI rather than `BaseHTTPMiddleware` so that streaming bodies and WebSockets pass
 through untouched and the cost per request stays a few function calls.
@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from urllib.parse import parse_qsl
 from uuid import uuid4
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,7 @@ from voicechat.db.pool import count_queries
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import PayloadTooLarge
 from voicechat.logs import request_id_var
+from voicechat.storable import Unstorable, find_unstorable, text_problem
 
 log = logging.getLogger("voicechat.access")
 crash_log = logging.getLogger("voicechat.api")
@@ -104,8 +106,10 @@ class RequestContextMiddleware:
 class BodySizeLimitMiddleware:
     """Refuses request bodies over `max_bytes` with 413, by header or while streaming.
 
-    Paths in `exempt_prefixes` (uploads, which enforce their own larger limit while
-    streaming to storage) pass through.
+    A chunked body (no `Content-Length`) is counted as it arrives; once over the limit the 413
+    is sent from here and whatever the app answers afterwards is dropped, since FastAPI turns
+    any exception raised while it reads a body into its own 400. Paths in `exempt_prefixes`
+    (uploads, which enforce their own larger limit while streaming to storage) pass through.
     """
 
     def __init__(
@@ -129,23 +133,138 @@ class BodySizeLimitMiddleware:
                     await _send_json(send, 413, self._body())
                     return
         received = 0
+        response_started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if not response_started and not refused:
+                        refused = True
+                        await _send_json(send, 413, self._body())
                     raise PayloadTooLarge(self._message())
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except PayloadTooLarge:
+            if not refused:
+                raise
 
     def _message(self) -> str:
         return f"the body is over the {self.max_bytes // 1024} KiB limit"
 
     def _body(self) -> dict[str, object]:
         return error_body(ErrorCode.PAYLOAD_TOO_LARGE, self._message())
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return False
+
+
+def _query_problem(query_string: bytes) -> Unstorable | None:
+    # A NUL can only come from %00 (or a raw NUL); percent-decoding never yields a surrogate.
+    if b"%00" not in query_string and b"\x00" not in query_string:
+        return None
+    # Decoded as Starlette decodes it, so the check sees what the route would see.
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        problem = text_problem(name)
+        if problem is not None:
+            return Unstorable(("query",), f"has a parameter name that {problem}")
+        problem = text_problem(value)
+        if problem is not None:
+            return Unstorable((name,), problem)
+    return None
+
+
+class InputGuardMiddleware:
+    """Refuses, with 422 `validation_error`, input the server cannot store, for every route.
+
+    Checks the percent-decoded path and query string, and JSON bodies once decoded (every key
+    and value, nested) against the rule of `voicechat.storable`: no NUL, no lone surrogate, no
+    `NaN`/`Infinity`, no integer past 64 bits, nesting at most `MAX_DEPTH` deep. A body that is
+    not JSON at all is left to FastAPI (400 `invalid_json`). The body is read here, up to the
+    size limit outside this middleware, and handed on unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = _path_problem(scope["path"]) or _query_problem(scope.get("query_string", b""))
+        if problem is None and _is_json(scope):
+            body, receive = await _buffered(receive)
+            problem = _body_problem(body)
+        if problem is not None:
+            await _send_json(send, 422, _refusal(problem))
+            return
+        await self.app(scope, receive, send)
+
+
+def _path_problem(path: str) -> Unstorable | None:
+    problem = text_problem(path)
+    return None if problem is None else Unstorable(("path",), problem)
+
+
+def _body_problem(body: bytes) -> Unstorable | None:
+    try:
+        # As FastAPI decodes it (bytes: UTF-8/16/32 detected, surrogates passed through).
+        decoded = json.loads(body)
+    except RecursionError:
+        return Unstorable((), "nests too deeply")
+    except ValueError:
+        return None  # not JSON: FastAPI answers 400 invalid_json
+    return find_unstorable(decoded)
+
+
+def _refusal(problem: Unstorable) -> dict[str, object]:
+    field = problem.field or "body"
+    return error_body(
+        ErrorCode.VALIDATION_ERROR,
+        f"{field}: {problem.reason}",
+        fields=[{"field": field, "message": problem.reason}],
+    )
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a `receive` that hands it on as one message, then the rest."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            # The client left before the body ended: let the app see the disconnect.
+            pending: list[Message] = [message]
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+            break
+    body = b"".join(chunks)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return body, replay
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
