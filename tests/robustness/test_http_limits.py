@@ -8,38 +8,64 @@ runs, in the error shape, and the connection is closed; other clients keep being
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, _scratch_database
+from tests.utils.net import free_port, wait_for_health
 
 _HEADER_TIMEOUT_SECONDS = 1
 _BODY_IDLE_TIMEOUT_SECONDS = 1
 _MAX_UPLOAD = 2 * 1024 * 1024
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(
-    live_server_factory: Callable[..., LiveServer],
-    database_url: str,
-    clean_valkey: str,
-    tmp_path: Path,
-) -> LiveServer:
-    return live_server_factory(
-        {
+    postgres_dsn: str,
+    template_database: str,
+    valkey_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveServer]:
+    """One live server for the whole module: every test here only talks HTTP to it."""
+    data_dir = tmp_path_factory.mktemp("http-limits")
+    with _scratch_database(postgres_dsn, template_database) as database_url:
+        port = free_port()
+        env = {
+            **os.environ,
+            "VOICECHAT_PORT": str(port),
+            "VOICECHAT_LOG_FORMAT": "json",
+            "VOICECHAT_MEDIA_PORT": "0",
             "VOICECHAT_DATABASE_URL": database_url,
-            "VOICECHAT_VALKEY_URL": clean_valkey,
-            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+            "VOICECHAT_VALKEY_URL": valkey_url,
+            "VOICECHAT_DATA_DIR": str(data_dir / "data"),
             "VOICECHAT_HTTP_HEADER_TIMEOUT": str(_HEADER_TIMEOUT_SECONDS),
             "VOICECHAT_HTTP_BODY_IDLE_TIMEOUT": str(_BODY_IDLE_TIMEOUT_SECONDS),
             "VOICECHAT_MAX_UPLOAD_BYTES": str(_MAX_UPLOAD),
         }
-    )
+        log_path = data_dir / "serve.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "voicechat", "serve"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        live = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+        try:
+            try:
+                wait_for_health(live.base_url, timeout=90)
+            except TimeoutError:
+                raise AssertionError(f"server did not become healthy:\n{live.log}") from None
+            yield live
+        finally:
+            live.stop()
 
 
 def _connect(server: LiveServer) -> socket.socket:
