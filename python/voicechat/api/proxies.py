@@ -31,6 +31,8 @@ ProxyClientHeader = Literal["x-forwarded-for", "forwarded"]
 #: Loopback only: a proxy on the same host. Compose sets the proxy's network (docker/).
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
+_MAX_REMEMBERED_PEERS = 4096
+
 _SCHEMES = {
     "http": ("http", "ws"),
     "https": ("https", "wss"),
@@ -54,11 +56,19 @@ class TrustedProxies:
         self.networks = tuple(networks)
         self.header = header
         self._header_name = header.encode()
+        # Peers are few (the proxies, or clients seen directly): remember each verdict.
+        self._verdicts: dict[str, bool] = {}
 
     def trusts(self, address: str) -> bool:
         """Whether `address` (a peer's host) is one of our proxies."""
-        parsed = _parse_address(address)
-        return parsed is not None and any(parsed in net for net in self.networks)
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            parsed = _parse_address(address)
+            verdict = parsed is not None and any(parsed in net for net in self.networks)
+            if len(self._verdicts) >= _MAX_REMEMBERED_PEERS:
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
 
     def resolve(self, peer: str, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, str | None]:
         """The client's address and, if a trusted proxy said so, the original scheme.
@@ -70,6 +80,10 @@ class TrustedProxies:
         if not self.networks or not self.trusts(peer):
             return peer, None
         values = [value.decode("latin-1") for name, value in headers if name == self._header_name]
+        if not values and (
+            self.header == "forwarded" or all(name != b"x-forwarded-proto" for name, _ in headers)
+        ):
+            return peer, None
         if self.header == "forwarded":
             hops, protos = _forwarded_elements(values)
         else:
