@@ -93,6 +93,9 @@ class GatewayConfig:
     #: notation ("600/minute"; None: not limited), counted on Valkey before anything else.
     connect_limit_ip: str | None = None
     connect_limit_user: str | None = None
+    #: Sockets of this instance being admitted (or detached) at once; the others wait. Bounds
+    #: the pooled Valkey and PostgreSQL connections the gateway can take from HTTP requests.
+    admission_concurrency: int = 8
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayConfig:
@@ -150,6 +153,7 @@ class Gateway:
         self.instance_id = instance_id
         self.config = config or GatewayConfig.from_settings(auth.settings)
         self.presence = PresenceStore(cache, instance_id)
+        self.admissions = asyncio.Semaphore(self.config.admission_concurrency)
         self.users: dict[UUID, LocalUser] = {}
         self.methods: dict[str, Handler] = {
             "ping": self._ping,
@@ -327,8 +331,9 @@ class Gateway:
         socket.registered = False
         user_id = socket.auth.user_id
         try:
-            if await self.presence.remove(user_id, socket.id, socket.ip):
-                await self._went_offline(user_id)
+            async with self.admissions:
+                if await self.presence.remove(user_id, socket.id, socket.ip):
+                    await self._went_offline(user_id)
         except (RedisError, OSError):
             log.warning("gateway: could not clear presence of socket %s", socket.id)
 

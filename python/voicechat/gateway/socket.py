@@ -61,6 +61,17 @@ class TokenBucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a socket is not admitted: the frame answering its `auth` (if any), the close."""
+
+    frame: str | None
+    code: int
+    reason: str
+    #: Whether it got as far as registering (and must be detached).
+    registered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Closing:
     """Why the server is closing a socket."""
 
@@ -106,40 +117,90 @@ class Socket:
     async def run(self) -> None:
         """Serve the socket until it closes."""
         await self.websocket.accept()
-        try:
-            await self.gateway.admit_connection(self.ip)
-        except RateLimited as exc:
-            await self._close(
-                CloseCode.TOO_MANY_CONNECTIONS,
-                f"too many connection attempts from your address; retry in {exc.retry_after} s",
-            )
+        # Admission work (Valkey, PostgreSQL) runs a few sockets at a time per instance
+        # (`GatewayConfig.admission_concurrency`): a storm of sockets waits its turn instead
+        # of taking every pooled connection from HTTP requests. Frames are sent outside it.
+        async with self.gateway.admissions:
+            refusal = await self._count_attempt()
+        if refusal is not None:
+            await self._refuse_with(refusal)
             return
-        except (RedisError, OSError):
-            log.warning("gateway: could not count a connection attempt", exc_info=True)
-            await self._close(CloseCode.INTERNAL_ERROR, "the server could not register you")
+        request = await self._auth_request()
+        if request is None:
             return
-        auth = await self._authenticate()
-        if auth is None:
-            return
-        self.auth = auth
-        try:
-            await self.gateway.attach(self, auth)
-        except RpcError as refusal:  # a cap on open sockets
-            await self._send_now(error_frame(self._auth_request_id, refusal))
-            await self._close(CloseCode.TOO_MANY_CONNECTIONS, "too many open sockets")
-            return
-        except Exception as exc:
-            if isinstance(exc, RedisError | OSError):
-                log.warning("gateway: could not register a socket: %s", exc)
-            else:
-                log.exception("gateway: could not register a socket")
-            await self.gateway.detach(self)
-            await self._close(CloseCode.INTERNAL_ERROR, "the server could not register you")
+        async with self.gateway.admissions:
+            refusal = await self._admit(request)
+        if refusal is not None:
+            if refusal.registered:
+                await self.gateway.detach(self)
+            await self._refuse_with(refusal)
             return
         try:
             await self._serve()
         finally:
             await self.gateway.detach(self)
+
+    async def _count_attempt(self) -> Refusal | None:
+        try:
+            await self.gateway.admit_connection(self.ip)
+        except RateLimited as exc:
+            return Refusal(
+                None,
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"too many connection attempts from your address; retry in {exc.retry_after} s",
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("gateway: could not count a connection attempt: %s", exc)
+            return Refusal(None, CloseCode.INTERNAL_ERROR, "the server could not register you")
+        return None
+
+    async def _admit(self, request: Request) -> Refusal | None:
+        """Check the token, count the attempt, register the socket; or why not."""
+        token = request.params["token"]
+        try:
+            auth = await self.gateway.auth.authenticate(token)
+        except Unauthorized as exc:
+            return Refusal(
+                error_frame(request.id, RpcError.from_domain(exc)),
+                CloseCode.AUTHENTICATION_FAILED,
+                "authentication failed",
+            )
+        try:
+            await self.gateway.admit_user(auth.user_id)
+        except RateLimited as exc:
+            return Refusal(
+                error_frame(request.id, RpcError.from_domain(exc)),
+                CloseCode.TOO_MANY_CONNECTIONS,
+                "too many connection attempts",
+            )
+        # The answer is queued, not sent: `attach` puts it ahead of any event.
+        self._auth_request_id = request.id
+        self.auth = auth
+        try:
+            await self.gateway.attach(self, auth)
+        except RpcError as refusal:  # a cap on open sockets
+            return Refusal(
+                error_frame(request.id, refusal),
+                CloseCode.TOO_MANY_CONNECTIONS,
+                "too many open sockets",
+            )
+        except Exception as exc:
+            if isinstance(exc, RedisError | OSError):
+                log.warning("gateway: could not register a socket: %s", exc)
+            else:
+                log.exception("gateway: could not register a socket")
+            return Refusal(
+                None,
+                CloseCode.INTERNAL_ERROR,
+                "the server could not register you",
+                registered=True,
+            )
+        return None
+
+    async def _refuse_with(self, refusal: Refusal) -> None:
+        if refusal.frame is not None:
+            await self._send_now(refusal.frame)
+        await self._close(refusal.code, refusal.reason)
 
     async def _serve(self) -> None:
         tasks = [
@@ -156,8 +217,8 @@ class Socket:
         if self.closing is not None:
             await self._close(self.closing.code, self.closing.reason)
 
-    async def _authenticate(self) -> Authenticated | None:
-        """Wait for the `auth` request; on anything else answer and close (None)."""
+    async def _auth_request(self) -> Request | None:
+        """Wait for the `auth` request (with a token); on anything else answer and close."""
         try:
             async with asyncio.timeout(self.config.auth_timeout):
                 message = await self.websocket.receive()
@@ -192,21 +253,7 @@ class Socket:
                 request.id, RpcError(RpcErrorCode.INVALID_PARAMS, "auth needs params.token")
             )
             return None
-        try:
-            auth = await self.gateway.auth.authenticate(token)
-        except Unauthorized as exc:
-            await self._send_now(error_frame(request.id, RpcError.from_domain(exc)))
-            await self._close(CloseCode.AUTHENTICATION_FAILED, "authentication failed")
-            return None
-        try:
-            await self.gateway.admit_user(auth.user_id)
-        except RateLimited as exc:
-            await self._send_now(error_frame(request.id, RpcError.from_domain(exc)))
-            await self._close(CloseCode.TOO_MANY_CONNECTIONS, "too many connection attempts")
-            return None
-        # The answer is queued, not sent: `attach` puts it ahead of any event.
-        self._auth_request_id = request.id
-        return auth
+        return request
 
     async def _refuse(self, request_id: str | int | None, error: RpcError) -> None:
         await self._send_now(error_frame(request_id, error))
