@@ -22,6 +22,32 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class _ClientFaultFilter(logging.Filter):
+    """Demotes uvicorn's report of a client's fault to one WARNING line without a traceback.
+
+    uvicorn logs a WebSocket text frame that is not UTF-8 with `logger.exception` (an ERROR
+    and a traceback) although nothing failed on the server: the socket is closed with 1007
+    (docs/gateway.md) and the server goes on.
+    """
+
+    MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.MESSAGES:
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_client_faults() -> None:
+    """Install :class:`_ClientFaultFilter` on uvicorn's logger (once; the app does it)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ClientFaultFilter) for f in logger.filters):
+        logger.addFilter(_ClientFaultFilter())
+
+
 def configure_logging(level: str = "info", fmt: Literal["auto", "json", "text"] = "auto") -> None:
     """Send voicechat's and uvicorn's logs to stderr in one format.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -108,6 +110,22 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/_probe/echo", content=body, headers={"content-type": "application/json"}
     )
+    _assert_error_shape(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+async def test_oversized_chunked_body_is_413(client: httpx.AsyncClient, content_type: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit can only be noticed while the body streams in.
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"x" * (64 * 1024)
+        yield b'"}'
+
+    response = await client.post(
+        "/_probe/echo", content=chunks(), headers={"content-type": content_type}
+    )
+    assert "content-length" not in response.request.headers
     _assert_error_shape(response, 413, "payload_too_large")
 
 

@@ -31,6 +31,7 @@ from voicechat.api.routes import (
     users,
     voice,
 )
+from voicechat.logs import quiet_client_faults
 from voicechat.settings import Settings
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     )
     metrics.BUILD_INFO.labels(__version__, _native.__version__).set(1)
     install_error_handlers(app)
+    quiet_client_faults()
     # Starlette applies the last-added middleware outermost: the request context sees all.
     # Innermost: the input guard reads bodies the size limit has already bounded.
     app.add_middleware(InputGuardMiddleware)

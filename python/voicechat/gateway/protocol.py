@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from voicechat.error_codes import RpcErrorCode
+from voicechat.error_codes import ErrorCode, RpcErrorCode
 from voicechat.errors import Forbidden, NotFound, RateLimited, Unauthorized, VoicechatError
+from voicechat.storable import find_unstorable
 
 # A text frame larger than this closes the socket with 1009. uvicorn enforces it on the
 # wire (`ws_max_size`, set from here in the CLI); the session checks it again in case the
@@ -26,6 +27,8 @@ class CloseCode(IntEnum):
     """WebSocket close codes the gateway uses."""
 
     NORMAL = 1000
+    #: A text frame that is not UTF-8 (sent by uvicorn, which decodes frames).
+    INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     #: No `auth` request within the deadline, or the first request was something else.
@@ -96,11 +99,13 @@ def parse_request(text: str) -> Request:
 
     Raises:
         InvalidFrame: not JSON (-32700), or not a request (-32600), or params not an
-            object (-32602).
+            object (-32602), or anywhere in the frame a value the server cannot store (NUL,
+            lone surrogate, NaN, integer past 64 bits, nesting over 64: -32602 with
+            `data.code` `validation_error` and `data.field`; voicechat.storable).
     """
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidFrame(
             RpcError(RpcErrorCode.PARSE_ERROR, "the frame is not valid JSON")
         ) from None
@@ -112,6 +117,18 @@ def parse_request(text: str) -> Request:
     request_id: RequestId = (
         raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
     )
+    unstorable = find_unstorable(data)
+    if unstorable is not None:
+        # An id that cannot be stored cannot be echoed either (a lone surrogate is not UTF-8).
+        echoed_id = None if unstorable.path[:1] == ("id",) else request_id
+        raise InvalidFrame(
+            RpcError(
+                RpcErrorCode.INVALID_PARAMS,
+                f"{unstorable.field or 'frame'}: {unstorable.reason}",
+                {"code": ErrorCode.VALIDATION_ERROR, "field": unstorable.field},
+            ),
+            echoed_id,
+        )
     if data.get("jsonrpc") != "2.0" or not isinstance(data.get("method"), str):
         raise InvalidFrame(
             RpcError(
