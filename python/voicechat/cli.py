@@ -248,7 +248,12 @@ async def _run_voice_node(settings: Settings) -> None:
     from voicechat.voice.node import VoiceNode
 
     assert settings.valkey_url is not None
-    cache = create_cache(settings.valkey_url.get_secret_value(), max_connections=8)
+    cache = create_cache(
+        settings.valkey_url.get_secret_value(),
+        max_connections=8,
+        pool_timeout=settings.valkey_pool_timeout,
+        timeout=settings.valkey_timeout,
+    )
     try:
         try:
             node = VoiceNode(

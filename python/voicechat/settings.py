@@ -300,7 +300,11 @@ class Settings(BaseSettings):
         description="Seconds a caller waits for a free Valkey connection before 503.",
     )
     valkey_timeout: float = Field(
-        2.0, gt=0, le=60, description="Seconds to connect to Valkey, and for one command."
+        2.0,
+        ge=1.5,
+        le=60,
+        description="Seconds to connect to Valkey, and for one command (above the voice "
+        "node's 1 s blocking poll).",
     )
     s3_connect_timeout: float = Field(
         2.0, gt=0, le=60, description="Seconds to open a connection to the S3 server."

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import RateLimited, VoicechatError
 from voicechat.logs import request_id_var
+from voicechat.outages import OUTAGE_TYPES, RETRY_AFTER_SECONDS, outage_of
 
 _CODES_BY_STATUS: dict[int, ErrorCode] = {
     400: ErrorCode.BAD_REQUEST,
@@ -54,7 +55,18 @@ def error_response(
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VoicechatError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    if exc.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return error_response(exc.status, exc.code, exc.message, headers)
+
+
+async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    # A driver's exception: 503 `<dependency>_unavailable` when it says a dependency is down
+    # (voicechat.outages); anything else is a bug and goes on to the 500 handler.
+    outage = outage_of(exc)
+    if outage is None:
+        raise exc
+    return await _domain_error(request, outage)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -97,3 +109,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VoicechatError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # PostgreSQL, Valkey or the object store down or too slow: 503 (docs/reliability.md).
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    for outage_type in (*OUTAGE_TYPES, BotoCoreError, ClientError):
+        app.add_exception_handler(outage_type, _dependency_error)

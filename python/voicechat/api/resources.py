@@ -16,7 +16,7 @@ from voicechat.auth.service import AuthService
 from voicechat.auth.sso import SsoService
 from voicechat.cache import Cache, create_cache
 from voicechat.db import apply_migrations, create_pool
-from voicechat.db.pool import Pool
+from voicechat.db.pool import Pool, dedicated_connection
 from voicechat.events import EventBus
 from voicechat.gateway import Gateway
 from voicechat.gateway.voice_signaling import VoiceService
@@ -61,13 +61,24 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         settings.database_url.get_secret_value(),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout,
+        acquire_timeout=settings.db_acquire_timeout,
+        command_timeout=settings.db_command_timeout,
     )
     try:
-        async with pool.acquire() as conn:
+        # Not under the pool's statement timeout: a migration may wait for another instance's.
+        async with dedicated_connection(
+            settings.database_url.get_secret_value(), connect_timeout=settings.db_connect_timeout
+        ) as conn:
             applied = await apply_migrations(conn)
         for migration in applied:
             log.info("schema migrated to %04d_%s", migration.version, migration.name)
-        cache = create_cache(settings.valkey_url.get_secret_value())
+        cache = create_cache(
+            settings.valkey_url.get_secret_value(),
+            max_connections=settings.valkey_pool_size,
+            pool_timeout=settings.valkey_pool_timeout,
+            timeout=settings.valkey_timeout,
+        )
         try:
             auth = AuthService(settings, server_keys, pool, cache)
             # Providers are discovered on first use: one that is down must not stop start-up.

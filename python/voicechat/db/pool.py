@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import asyncpg
 
@@ -52,25 +52,79 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> Pool:
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose `acquire()` waits at most `acquire_timeout` unless told otherwise.
+
+    asyncpg uses the acquire timeout for giving the connection back too (resetting it), so a
+    request holding a connection of a PostgreSQL that froze still ends within its bounds.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        """A connection, waiting at most `timeout` (default: the pool's `acquire_timeout`)."""
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = 60.0,
+    acquire_timeout: float | None = None,
+    command_timeout: float | None = None,
+    **kwargs: Any,
+) -> Pool:
     """Open a pool to `dsn` with voicechat's codecs on every connection.
+
+    The API passes its `VOICECHAT_DB_*_TIMEOUT` settings, so that a PostgreSQL that is down or
+    frozen fails a request within seconds (a `TimeoutError` or connection error raised inside
+    asyncpg, which voicechat.outages turns into 503 `database_unavailable`). The defaults
+    (unbounded statements) are for one-off CLI commands such as `voicechat migrate`.
 
     Args:
         dsn: a postgresql:// URL.
         min_size: connections kept open.
         max_size: upper bound of concurrent connections.
-        **kwargs: passed to `asyncpg.create_pool`.
+        connect_timeout: seconds to open one connection.
+        acquire_timeout: default seconds `acquire()` waits for a connection (None: forever).
+        command_timeout: seconds one statement may run (None: no limit).
+        **kwargs: passed to `asyncpg.Pool`.
     """
-    pool = await asyncpg.create_pool(
+    pool = BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         init=_init_connection,
-        command_timeout=30,
+        timeout=connect_timeout,
+        command_timeout=command_timeout,
+        acquire_timeout=acquire_timeout,
         **kwargs,
     )
-    assert pool is not None  # create_pool only returns None when not awaited
-    return pool
+    await pool
+    return cast("Pool", pool)
+
+
+@asynccontextmanager
+async def dedicated_connection(
+    dsn: str, *, connect_timeout: float = 60.0
+) -> AsyncIterator[Connection]:
+    """One connection outside the pool with no statement timeout (schema migrations, which
+    may wait for another instance's migration lock or rewrite a large table)."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    try:
+        await _init_connection(conn)
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def ping(conn: Connection) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import re
 import secrets
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+from voicechat.outages import StorageUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,6 +31,26 @@ READ_BYTES = 256 * 1024
 S3_PART_BYTES = 8 * 1024 * 1024
 _OBJECT_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f-]{36}$")
 WORKER_THREADS = 8
+#: The slowest transfer an S3 call carrying a body is allowed: its deadline grows by one second
+#: per this many bytes (an 8 MiB part may take 8 s more than a HEAD).
+S3_MIN_BYTES_PER_SECOND = 1024 * 1024
+#: How long a failed upload waits for its multipart upload to be aborted.
+ABORT_WAIT_SECONDS = 1.0
+#: What the S3 server's refusal codes mean, for the 503 and for `/health`.
+_S3_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidToken",
+        "AuthorizationHeaderMalformed",
+        "403",
+    }
+)
+_S3_MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NoSuchUpload"})
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -198,19 +221,70 @@ class _LocalWriter:
         await self._workers.run(discard)
 
 
+class _S3Calls:
+    """Every S3 call of a backend, each under a deadline and with the server's failures said
+    as `StorageUnavailable` (503 `storage_unavailable`).
+
+    botocore's own timeouts (`VOICECHAT_S3_CONNECT_TIMEOUT`, `_READ_TIMEOUT`) and retries
+    (`_MAX_ATTEMPTS`) bound the worker thread; the deadline bounds the request, whatever the
+    retries add up to: at it, the caller gets its 503 and the thread finishes on its own.
+    """
+
+    def __init__(self, workers: _Workers, deadline: float) -> None:
+        self._workers = workers
+        self.deadline = deadline
+
+    async def run(
+        self, call: Callable[..., T], *args: Any, body_bytes: int = 0, **kwargs: Any
+    ) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            async with asyncio.timeout(self.deadline + body_bytes / S3_MIN_BYTES_PER_SECOND):
+                return await self._workers.run(call, *args, **kwargs)
+        except TimeoutError:
+            raise StorageUnavailable(
+                "file storage did not answer in time; try again shortly"
+            ) from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _S3_MISSING_OBJECT_CODES:
+                raise
+            raise StorageUnavailable(_describe_refusal(code)) from None
+        except BotoCoreError as exc:
+            raise StorageUnavailable(
+                f"file storage cannot be reached ({type(exc).__name__}); try again shortly"
+            ) from None
+
+
+def _describe_refusal(code: str) -> str:
+    if code in _S3_CREDENTIAL_CODES:
+        return (
+            f"the S3 server refused our credentials ({code}): check "
+            "VOICECHAT_S3_ACCESS_KEY_ID and VOICECHAT_S3_SECRET_ACCESS_KEY"
+        )
+    if code == "NoSuchBucket":
+        return "the S3 bucket does not exist (NoSuchBucket)"
+    return f"the S3 server refused the request ({code or 'no code'})"
+
+
 class S3Backend:
     """Objects in an S3-compatible bucket through boto3 (whose clients are thread-safe).
 
     Small objects go up with one PUT on commit; larger ones as a multipart upload whose parts
-    are sent as they fill, so an upload holds at most one part in memory.
+    are sent as they fill, so an upload holds at most one part in memory. Every call has a
+    deadline (`call_deadline` seconds, more for bodies; see `_S3Calls`).
     """
 
-    def __init__(self, client: S3Client, bucket: str, prefix: str = "") -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, prefix: str = "", *, call_deadline: float = 4.0
+    ) -> None:
         self._client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.description = f"s3 bucket {bucket}"
         self._workers = _Workers("voicechat-s3")
+        self._calls = _S3Calls(self._workers, call_deadline)
         self._probe: asyncio.Future[None] | None = None
 
     def object_name(self, key: str) -> str:
@@ -218,7 +292,7 @@ class S3Backend:
         return self.prefix + _checked_key(key)
 
     async def create(self, key: str) -> ObjectWriter:
-        return _S3Writer(self._workers, self._client, self.bucket, self.object_name(key))
+        return _S3Writer(self._calls, self._client, self.bucket, self.object_name(key))
 
     async def read(
         self, key: str, start: int = 0, end: int | None = None
@@ -233,31 +307,33 @@ class S3Backend:
                 client.get_object, Bucket=self.bucket, Key=name, Range=f"bytes={start}-{last}"
             )
         try:
-            answer = await self._workers.run(get)
+            answer = await self._calls.run(get)
         except client.exceptions.NoSuchKey:
             raise ObjectMissing(key) from None
         body = answer["Body"]
         try:
-            while piece := await self._workers.run(body.read, READ_BYTES):
+            while piece := await self._calls.run(body.read, READ_BYTES):
                 yield piece
         finally:
             await self._workers.run(body.close)
 
     async def delete(self, key: str) -> None:
-        await self._workers.run(
+        await self._calls.run(
             self._client.delete_object, Bucket=self.bucket, Key=self.object_name(key)
         )
 
     async def probe(self) -> None:
         # One HeadBucket in flight at a time: health checks that time out against a dead
         # endpoint (the thread outlives the timeout) must not pile up threads.
+        # A listing rather than HeadBucket: a HEAD answer has no body, so a refusal would say
+        # only "403", where this says InvalidAccessKeyId, SignatureDoesNotMatch, NoSuchBucket.
         probe = self._probe
         if probe is None or probe.done():
 
-            def head() -> None:
-                self._client.head_bucket(Bucket=self.bucket)
+            def list_one() -> None:
+                self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
-            probe = asyncio.ensure_future(self._workers.run(head))
+            probe = asyncio.ensure_future(self._calls.run(list_one))
             probe.add_done_callback(_consume_error)
             self._probe = probe
         await asyncio.shield(probe)
@@ -274,8 +350,8 @@ def _consume_error(future: asyncio.Future[None]) -> None:
 
 
 class _S3Writer:
-    def __init__(self, workers: _Workers, client: S3Client, bucket: str, name: str) -> None:
-        self._workers = workers
+    def __init__(self, calls: _S3Calls, client: S3Client, bucket: str, name: str) -> None:
+        self._calls = calls
         self._client = client
         self._bucket = bucket
         self._name = name
@@ -301,15 +377,19 @@ class _S3Writer:
         if self._upload_id is None:
             body = bytes(self._buffer)
             self._buffer.clear()
-            await self._workers.run(
-                client.put_object, Bucket=self._bucket, Key=self._name, Body=body
+            await self._calls.run(
+                client.put_object,
+                Bucket=self._bucket,
+                Key=self._name,
+                Body=body,
+                body_bytes=len(body),
             )
             return
         if self._buffer:
             part = bytes(self._buffer)
             self._buffer.clear()
             await self._send_part(part)
-        await self._workers.run(
+        await self._calls.run(
             client.complete_multipart_upload,
             Bucket=self._bucket,
             Key=self._name,
@@ -322,27 +402,45 @@ class _S3Writer:
         self._buffer.clear()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
-            await self._workers.run(
-                self._client.abort_multipart_upload,
-                Bucket=self._bucket,
-                Key=self._name,
-                UploadId=upload_id,
+            # Waited for briefly only: a request that failed because storage is down must not
+            # wait out another deadline. The abort goes on in the background; a bucket
+            # lifecycle rule for incomplete uploads catches what it misses (docs/reliability.md).
+            task = asyncio.create_task(
+                self._calls.run(
+                    self._client.abort_multipart_upload,
+                    Bucket=self._bucket,
+                    Key=self._name,
+                    UploadId=upload_id,
+                )
             )
+            _aborts.add(task)
+            task.add_done_callback(_aborted)
+            await asyncio.wait({task}, timeout=ABORT_WAIT_SECONDS)
 
     async def _send_part(self, part: bytes) -> None:
         client = self._client
         if self._upload_id is None:
-            started = await self._workers.run(
+            started = await self._calls.run(
                 client.create_multipart_upload, Bucket=self._bucket, Key=self._name
             )
             self._upload_id = started["UploadId"]
         number = len(self._parts) + 1
-        answer = await self._workers.run(
+        answer = await self._calls.run(
             client.upload_part,
             Bucket=self._bucket,
             Key=self._name,
             UploadId=self._upload_id,
             PartNumber=number,
             Body=part,
+            body_bytes=len(part),
         )
         self._parts.append({"ETag": answer["ETag"], "PartNumber": number})
+
+
+_aborts: set[asyncio.Task[Any]] = set()
+
+
+def _aborted(task: asyncio.Task[Any]) -> None:
+    _aborts.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not abort a multipart upload: %s", task.exception())

@@ -258,7 +258,9 @@ async def open_storage(settings: Settings, master_key: bytes) -> FileStorage:
         bucket, prefix = _s3_location(settings.storage_url)
         # Building a boto3 client loads service models from disk: keep it off the event loop.
         client = await asyncio.to_thread(_s3_client, settings)
-        return FileStorage(S3Backend(client, bucket, prefix), master_key)
+        # The request-side bound of one call: one attempt's silence, and a second to spare.
+        deadline = max(settings.s3_connect_timeout, settings.s3_read_timeout) + 1.0
+        return FileStorage(S3Backend(client, bucket, prefix, call_deadline=deadline), master_key)
     directory = settings.files_dir
     await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
     return FileStorage(LocalBackend(directory), master_key)
@@ -271,9 +273,11 @@ def _s3_client(settings: Settings) -> S3Client:
     secret = settings.s3_secret_access_key
     config = Config(
         signature_version="s3v4",
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 3, "mode": "standard"},
+        # Bounded (boto3's defaults allow ~90 s against a frozen server); the backend adds a
+        # deadline per call on top (storage.backends._S3Calls).
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
         # Path-style addressing works with every S3-compatible server (MinIO, Ceph, moto).
         s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
     )
