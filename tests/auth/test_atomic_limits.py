@@ -87,6 +87,32 @@ async def test_concurrent_wrong_passwords_get_at_most_the_limit_of_checks(
         _assert_limited([right])
 
 
+async def test_successful_logins_do_not_use_up_the_limit(
+    limited_client: OpenClient,
+) -> None:
+    async with limited_client(rate_limit_login="3/5minutes") as client:
+        tokens = await register(client, "regular")
+        # With MFA on too: the right password forgives, whatever the second step.
+        setup = (
+            await client.post("/auth/mfa/setup", headers=bearer(tokens["access_token"]))
+        ).json()
+        code = pyotp.TOTP(setup["secret"]).now()
+        confirmed = await client.post(
+            "/auth/mfa/verify", headers=bearer(tokens["access_token"]), json={"code": code}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        for _ in range(3):
+            wrong = await client.post(
+                "/auth/login", json={"username": "regular", "password": "not it"}
+            )
+            assert wrong.status_code == 401
+            right = await client.post(
+                "/auth/login", json={"username": "regular", "password": DEFAULT_PASSWORD}
+            )
+            assert right.status_code == 200, right.text
+            assert right.json()["mfa_required"] is True
+
+
 async def test_concurrent_registrations_from_one_ip_stop_at_the_limit(
     limited_client: OpenClient,
 ) -> None:

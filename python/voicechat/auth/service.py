@@ -158,9 +158,11 @@ class AuthService:
             new_hash = await self.passwords.hash(password)
             async with self._db.acquire() as conn:
                 await UserRepository(conn).set_password_hash(user.id, new_hash)
+        # The right password forgives the attempts before it (the second factor, if any, has
+        # limits of its own).
+        await self.limits.clear(self.settings.rate_limit_login, "login-account", account)
         if user.mfa_enabled:
             return await self._mfa_challenge(user, client)
-        await self.limits.clear(self.settings.rate_limit_login, "login-account", account)
         return await self.open_session(user, client, method="password")
 
     async def open_session(self, user: User, client: Client, *, method: str) -> TokenPair:
