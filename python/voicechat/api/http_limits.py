@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -76,21 +76,23 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     uvicorn's own forwarded-header handling is off: it trusts 127.0.0.1 only and knows no
     `Forwarded`; the app resolves the client address itself (api/proxies.py).
     """
-    limits = HttpLimits(settings)
-
-    class Protocol(LimitedHttpToolsProtocol):
-        http_limits = limits
-
-    return {"http": Protocol, "proxy_headers": False}
+    LimitedHttpToolsProtocol.http_limits = HttpLimits(settings)
+    return {"http": LimitedHttpToolsProtocol, "proxy_headers": False}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of :class:`HttpLimits`."""
 
-    http_limits: HttpLimits
+    #: Set by :func:`uvicorn_options`. A worker process uvicorn spawned imports this module
+    #: afresh and reads the same settings again (environment, .env, TOML file).
+    http_limits: ClassVar[HttpLimits | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        limits = type(self).http_limits
+        if limits is None:
+            limits = type(self).http_limits = HttpLimits(Settings())
+        self._limits = limits
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
@@ -151,9 +153,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._in_head and self._head_bytes > self.http_limits.max_head:
+        if self._in_head and self._head_bytes > self._limits.max_head:
             # The head is still incomplete and already too long: stop feeding the parser.
-            self._refuse(_head_too_large(self.http_limits.max_head))
+            self._refuse(_head_too_large(self._limits.max_head))
 
     # -- parser callbacks ---------------------------------------------------------------
 
@@ -171,26 +173,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
         self._parsed_head_bytes += len(url)
-        if self._url_bytes > self.http_limits.max_request_line:
+        if self._url_bytes > self._limits.max_request_line:
             raise RequestRefused(
                 414,
                 ErrorCode.URI_TOO_LONG,
-                f"the request line is over the {self.http_limits.max_request_line} byte limit",
+                f"the request line is over the {self._limits.max_request_line} byte limit",
             )
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
-        if self._header_count > self.http_limits.max_headers:
+        if self._header_count > self._limits.max_headers:
             raise RequestRefused(
                 431,
                 ErrorCode.REQUEST_HEADER_TOO_LARGE,
-                f"more than {self.http_limits.max_headers} header lines",
+                f"more than {self._limits.max_headers} header lines",
             )
         # Exact, for a head that ends inside the read that carried it past the limit.
         self._parsed_head_bytes += len(name) + len(value) + 4
-        if self._parsed_head_bytes > self.http_limits.max_head:
-            raise _head_too_large(self.http_limits.max_head)
+        if self._parsed_head_bytes > self._limits.max_head:
+            raise _head_too_large(self._limits.max_head)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -198,7 +200,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._cancel_head_timer()
         declared = self._declared_length()
-        if declared is not None and declared > self.http_limits.max_body:
+        if declared is not None and declared > self._limits.max_body:
             raise RequestRefused(413, ErrorCode.PAYLOAD_TOO_LARGE, self._body_message())
         super().on_headers_complete()
         self._request_in_app = self.cycle is not None and self.cycle.scope is self.scope
@@ -207,7 +209,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        if self._body_bytes > self.http_limits.max_body:
+        if self._body_bytes > self._limits.max_body:
             raise RequestRefused(413, ErrorCode.PAYLOAD_TOO_LARGE, self._body_message())
         super().on_body(body)
 
@@ -268,15 +270,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
 
     def _body_message(self) -> str:
-        return f"the body is over the {self.http_limits.max_body // 1024} KiB limit"
+        return f"the body is over the {self._limits.max_body // 1024} KiB limit"
 
     # -- timers -------------------------------------------------------------------------
 
     def _start_head_timer(self) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(
-            self.http_limits.header_timeout, self._head_timed_out
-        )
+        self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -291,14 +291,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             RequestRefused(
                 408,
                 ErrorCode.REQUEST_TIMEOUT,
-                f"the request headers took over {self.http_limits.header_timeout:g} s",
+                f"the request headers took over {self._limits.header_timeout:g} s",
             )
         )
 
     def _restart_body_timer(self) -> None:
         self._cancel_body_timer()
         self._body_timer = self.loop.call_later(
-            self.http_limits.body_idle_timeout, self._body_timed_out
+            self._limits.body_idle_timeout, self._body_timed_out
         )
 
     def _body_timed_out(self) -> None:
@@ -313,7 +313,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             RequestRefused(
                 408,
                 ErrorCode.REQUEST_TIMEOUT,
-                f"the body stopped arriving for {self.http_limits.body_idle_timeout:g} s",
+                f"the body stopped arriving for {self._limits.body_idle_timeout:g} s",
             )
         )
 
