@@ -15,6 +15,7 @@ from voicechat.api.middleware import (
     InputGuardMiddleware,
     RequestContextMiddleware,
 )
+from voicechat.api.openapi import install_openapi
 from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
@@ -89,4 +90,5 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(recipients.router)
     app.include_router(voice.router)
     app.include_router(gateway.router)
+    install_openapi(app)
     return app

@@ -6,18 +6,24 @@ it to an operator, who finds the matching log line. No stack trace ever reaches 
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import RateLimited, VoicechatError
 from voicechat.logs import request_id_var
 from voicechat.outages import OUTAGE_TYPES, RETRY_AFTER_SECONDS, outage_of
+
+log = logging.getLogger(__name__)
 
 _CODES_BY_STATUS: dict[int, ErrorCode] = {
     400: ErrorCode.BAD_REQUEST,
@@ -81,7 +87,32 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         message = exc.detail
     else:
         message = HTTPStatus(status).phrase
-    return error_response(status, code, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(status, code, message, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette's Allow names the methods of the first route on the path; FastAPI makes one
+    # route per method, so gather every route that matches the path.
+    path = get_route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    # The input guard (api/middleware.py) refuses what PostgreSQL cannot store before any
+    # route runs; this is the backstop for a value it cannot know about (an unbounded
+    # integer query parameter past 64 bits, say). Logged: a route may want a tighter bound.
+    log.warning("PostgreSQL refused a value on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        422, ErrorCode.VALIDATION_ERROR, "a value is out of the range the server can store"
+    )
 
 
 def _describe_location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -109,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VoicechatError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(asyncpg.DataError, _unstorable_value)
     # PostgreSQL, Valkey or the object store down or too slow: 503 (docs/reliability.md).
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field, model_validator
 
 from voicechat.api.deps import Auth, BearerToken, ClientInfo, CurrentUser, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, OwnProfile, UsernameField
 from voicechat.auth.service import MfaChallenge, TokenPair
 from voicechat.db.repositories import UserRepository
@@ -114,7 +115,12 @@ async def _tokens(resources: Res, pair: TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=TokenResponse)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenResponse,
+    responses=errors(409, 429),
+)
 async def register(
     body: RegisterRequest, auth: Auth, client: ClientInfo, resources: Res
 ) -> TokenResponse:
@@ -129,7 +135,11 @@ async def register(
     return await _tokens(resources, pair)
 
 
-@router.post("/login", response_model=TokenResponse | MfaRequiredResponse | SsoStartResponse)
+@router.post(
+    "/login",
+    response_model=TokenResponse | MfaRequiredResponse | SsoStartResponse,
+    responses=errors(401, 404, 429, 502),
+)
 async def login(
     body: LoginRequest, auth: Auth, client: ClientInfo, resources: Res
 ) -> TokenResponse | MfaRequiredResponse | SsoStartResponse:
@@ -148,14 +158,18 @@ async def login(
     return await _tokens(resources, outcome)
 
 
-@router.post("/mfa/setup", response_model=MfaSetupResponse)
+@router.post("/mfa/setup", response_model=MfaSetupResponse, responses=errors(409))
 async def mfa_setup(caller: CurrentUser, auth: Auth, client: ClientInfo) -> MfaSetupResponse:
     """A new TOTP secret for the caller, active once a code confirms it."""
     secret, uri = await auth.setup_mfa(caller, client)
     return MfaSetupResponse(secret=secret, otpauth_uri=uri)
 
 
-@router.post("/mfa/verify", response_model=TokenResponse | MfaEnabledResponse)
+@router.post(
+    "/mfa/verify",
+    response_model=TokenResponse | MfaEnabledResponse,
+    responses=errors(401, 409, 429),
+)
 async def mfa_verify(
     body: MfaVerifyRequest, auth: Auth, client: ClientInfo, resources: Res, bearer: BearerToken
 ) -> TokenResponse | MfaEnabledResponse:
@@ -171,7 +185,7 @@ async def mfa_verify(
     return MfaEnabledResponse(backup_codes=await auth.confirm_mfa(caller, body.code, client))
 
 
-@router.post("/mfa/disable", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/mfa/disable", status_code=status.HTTP_204_NO_CONTENT, responses=errors(429))
 async def mfa_disable(
     body: MfaDisableRequest, caller: CurrentUser, auth: Auth, client: ClientInfo
 ) -> Response:
@@ -180,7 +194,7 @@ async def mfa_disable(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/refresh", response_model=TokenResponse)
+@router.post("/refresh", response_model=TokenResponse, responses=errors(401, 429))
 async def refresh(
     body: RefreshRequest, auth: Auth, client: ClientInfo, resources: Res
 ) -> TokenResponse:

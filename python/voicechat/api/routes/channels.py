@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import Field, field_validator, model_validator
 
 from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, ChannelOut, UserProfile
 from voicechat.chat.permissions import (
     Channel,
@@ -102,7 +103,12 @@ async def list_channels(caller: CurrentUser, db: Db) -> list[ChannelOut]:
     return [ChannelOut.of(c, members.get(c.id)) for c in channels]
 
 
-@router.post("/channels", status_code=status.HTTP_201_CREATED, response_model=ChannelOut)
+@router.post(
+    "/channels",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChannelOut,
+    responses=errors(403),
+)
 async def create_channel(
     body: ChannelCreate, caller: CurrentUser, db: Db, resources: Res
 ) -> ChannelOut:
@@ -127,7 +133,7 @@ async def get_channel(channel_id: UUID, caller: CurrentUser, db: Db) -> ChannelO
     return ChannelOut.of(access.channel, members)
 
 
-@router.patch("/channels/{channel_id}", response_model=ChannelOut)
+@router.patch("/channels/{channel_id}", response_model=ChannelOut, responses=errors(403))
 async def update_channel(
     channel_id: UUID, body: ChannelUpdate, caller: CurrentUser, db: Db, resources: Res
 ) -> ChannelOut:
@@ -147,7 +153,9 @@ async def update_channel(
     return ChannelOut.of(channel)
 
 
-@router.delete("/channels/{channel_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/channels/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 403)
+)
 async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
     """Delete a channel and its messages (needs `manage_channels`; not for DMs)."""
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
@@ -169,7 +177,11 @@ async def list_members(channel_id: UUID, caller: CurrentUser, db: Db) -> list[Me
     return [MemberOut.of(m) for m in await ChannelRepository(db).members(channel_id)]
 
 
-@router.put("/channels/{channel_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/channels/{channel_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(403),
+)
 async def put_member(
     channel_id: UUID,
     user_id: UUID,
@@ -192,7 +204,11 @@ async def put_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/channels/{channel_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/channels/{channel_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(400, 403),
+)
 async def delete_member(
     channel_id: UUID, user_id: UUID, caller: CurrentUser, db: Db, resources: Res
 ) -> Response:
@@ -215,7 +231,7 @@ async def delete_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/dms", response_model=ChannelOut)
+@router.post("/dms", response_model=ChannelOut, responses=errors(404))
 async def create_dm(
     body: DmCreate, caller: CurrentUser, db: Db, resources: Res, response: Response
 ) -> ChannelOut:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body
 from voicechat.db.repositories.devices import KeyRepository
 from voicechat.e2ee.signing import decode_key, verify_signed
@@ -148,7 +149,7 @@ async def _session_device(repo: KeyRepository, caller: CurrentUser) -> str:
     return device_id
 
 
-@router.post("/keys/upload", response_model=KeyCounts)
+@router.post("/keys/upload", response_model=KeyCounts, responses=errors(404, 409))
 async def upload_keys(body: KeysUpload, caller: CurrentUser, db: Db, resources: Res) -> KeyCounts:
     """Register this session's device (signed identity keys) and add signed one-time keys.
 
@@ -250,7 +251,7 @@ async def query_keys(body: KeysQuery, _caller: CurrentUser, db: Db) -> KeysQuery
     return KeysQueryResult(devices=devices)
 
 
-@router.post("/keys/claim", response_model=KeysClaimResult)
+@router.post("/keys/claim", response_model=KeysClaimResult, responses=errors(404, 429))
 async def claim_keys(
     body: KeysClaim, caller: CurrentUser, db: Db, resources: Res
 ) -> KeysClaimResult:
@@ -352,7 +353,7 @@ async def send_to_device(
     return {"queued": len(rows)}
 
 
-@router.get("/sendToDevice/inbox", response_model=Inbox)
+@router.get("/sendToDevice/inbox", response_model=Inbox, responses=errors(400))
 async def inbox(
     caller: CurrentUser,
     db: Db,

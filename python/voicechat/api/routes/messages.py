@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field, model_validator
 
 from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, EncryptedBody, Message
 from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
@@ -107,7 +108,7 @@ async def _visible_message(
     return record, access
 
 
-@router.get("/channels/{channel_id}/messages", response_model=MessagePage)
+@router.get("/channels/{channel_id}/messages", response_model=MessagePage, responses=errors(403))
 async def list_messages(
     channel_id: UUID,
     caller: CurrentUser,
@@ -128,7 +129,7 @@ async def list_messages(
     "/channels/{channel_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=Message,
-    responses={200: {"model": Message, "description": "a resend with a known nonce"}},
+    responses={200: {"model": Message, "description": "a resend with a known nonce"}} | errors(403),
 )
 async def send_message(
     channel_id: UUID,
@@ -173,7 +174,7 @@ async def send_message(
     return message
 
 
-@router.patch("/messages/{message_id}", response_model=Message)
+@router.patch("/messages/{message_id}", response_model=Message, responses=errors(403))
 async def edit_message(
     message_id: UUID, body: MessageEdit, caller: CurrentUser, db: Db, resources: Res
 ) -> Message:
@@ -190,7 +191,9 @@ async def edit_message(
     return message
 
 
-@router.delete("/messages/{message_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/messages/{message_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403)
+)
 async def delete_message(message_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
     """Delete a message: its author, or anyone with `manage_messages` in the channel."""
     repo = MessageRepository(db)

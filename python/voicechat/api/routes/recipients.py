@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from voicechat.api.deps import CurrentUser, Db
+from voicechat.api.openapi import errors
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.repositories.access import key_recipients
 from voicechat.error_codes import ErrorCode
@@ -28,7 +29,9 @@ class Recipients(BaseModel):
     user_ids: list[UUID]
 
 
-@router.get("/channels/{channel_id}/recipients", response_model=Recipients)
+@router.get(
+    "/channels/{channel_id}/recipients", response_model=Recipients, responses=errors(400, 403)
+)
 async def recipients(channel_id: UUID, caller: CurrentUser, db: Db) -> Recipients:
     """The users whose devices get the keys of an encrypted channel or DM.
 

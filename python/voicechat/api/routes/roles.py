@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import Field, field_validator
 
 from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, FromRow
 from voicechat.chat.permissions import ALL_PERMISSIONS, Permission, require_global
 from voicechat.db.repositories.roles import RoleRepository
@@ -83,7 +84,12 @@ async def list_roles(_caller: CurrentUser, db: Db) -> list[RoleOut]:
     return [RoleOut.of(r) for r in await RoleRepository(db).all()]
 
 
-@router.post("/roles", status_code=status.HTTP_201_CREATED, response_model=RoleOut)
+@router.post(
+    "/roles",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RoleOut,
+    responses=errors(403, 409),
+)
 async def create_role(body: RoleCreate, caller: CurrentUser, db: Db) -> RoleOut:
     """Create a role (needs `manage_roles`, and every permission it grants)."""
     granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
@@ -92,7 +98,7 @@ async def create_role(body: RoleCreate, caller: CurrentUser, db: Db) -> RoleOut:
     return RoleOut.of(role)
 
 
-@router.patch("/roles/{role_id}", response_model=RoleOut)
+@router.patch("/roles/{role_id}", response_model=RoleOut, responses=errors(403, 409))
 async def update_role(
     role_id: UUID, body: RoleUpdate, caller: CurrentUser, db: Db, resources: Res
 ) -> RoleOut:
@@ -108,7 +114,9 @@ async def update_role(
     return RoleOut.of(role)
 
 
-@router.delete("/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 403)
+)
 async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
     """Delete a role (not the default one)."""
     await (await _grantable_role(db, caller, role_id)).delete(role_id)
@@ -116,7 +124,11 @@ async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.put("/users/{user_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/users/{user_id}/roles/{role_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(403),
+)
 async def assign_role(
     user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
 ) -> Response:
@@ -126,7 +138,11 @@ async def assign_role(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/users/{user_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/users/{user_id}/roles/{role_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(403),
+)
 async def unassign_role(
     user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
 ) -> Response:

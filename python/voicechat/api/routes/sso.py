@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import Field
 
 from voicechat.api.deps import ClientInfo, Res
+from voicechat.api.openapi import errors
 from voicechat.api.routes.auth import TokenResponse, _tokens
 from voicechat.api.schemas import Body
 from voicechat.auth.sso import SsoFailed, SsoService, _with_query
@@ -94,7 +95,7 @@ async def oidc_callback(
     return HTMLResponse(page, headers=_PRIVATE_HEADERS)
 
 
-@router.post("/oidc/exchange", response_model=TokenResponse)
+@router.post("/oidc/exchange", response_model=TokenResponse, responses=errors(401, 404, 409))
 async def oidc_exchange(body: ExchangeRequest, resources: Res, client: ClientInfo) -> TokenResponse:
     """Trade the one-time `login_code` from the callback for tokens (as a password login)."""
     pair = await _sso(resources).exchange(body.login_code, client=client)

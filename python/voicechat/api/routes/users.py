@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from voicechat.api.deps import CurrentUser, Db
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, OwnProfile, Status, UserProfile
 from voicechat.db.repositories import UserRepository
 from voicechat.errors import ValidationFailed
@@ -50,7 +51,7 @@ async def me(caller: CurrentUser, db: Db) -> OwnProfile:
     return OwnProfile.own(await users.get(caller.user_id), await users.role_names(caller.user_id))
 
 
-@router.patch("/@me", response_model=OwnProfile)
+@router.patch("/@me", response_model=OwnProfile, responses=errors(403, 404))
 async def update_me(body: ProfileUpdate, caller: CurrentUser, db: Db) -> OwnProfile:
     """Change display name, status, email or avatar."""
     changes = body.model_dump(exclude_unset=True)
