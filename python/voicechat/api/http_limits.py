@@ -126,6 +126,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        # As uvicorn's own: a new request on a kept-alive connection is no longer idle.
+        self._unset_keepalive_if_required()
         self._received_any = True
         if self._in_head:
             self._head_bytes += len(data)
