@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -251,3 +252,24 @@ def test_a_body_that_stops_arriving_gets_408(server: LiveServer) -> None:
             b'Content-Length: 100\r\n\r\n{"username": '
         )
         _assert_refused(_read_response(sock), 408, "request_timeout")
+
+
+def test_a_kept_alive_connection_serves_a_slow_second_request(server: LiveServer) -> None:
+    # The keep-alive timer armed after the first answer (5 s) must not cut off a second request
+    # whose body is still trickling in when it would have fired.
+    body = b'{"username": "nobody", "password": "wrong password"}'
+    with _connect(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(sock)[0] == 200
+        time.sleep(4)
+        sock.sendall(
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        for offset in range(0, 6):  # ~3 s of body, well within the body idle timeout
+            sock.sendall(body[offset : offset + 1])
+            time.sleep(0.5)
+        sock.sendall(body[6:])
+        status, _, answer = _read_response(sock)
+    assert status == 401, answer
+    assert json.loads(answer)["error"]["code"] == "invalid_credentials"
