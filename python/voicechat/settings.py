@@ -278,14 +278,14 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, description="Seconds to open a PostgreSQL connection."
     )
     db_acquire_timeout: float = Field(
-        2.0,
+        1.5,
         gt=0,
         le=60,
-        description="Seconds a request waits for a pooled PostgreSQL connection (and to give "
-        "it back).",
+        description="Seconds a request waits for a pooled PostgreSQL connection (opening one "
+        "included).",
     )
     db_command_timeout: float = Field(
-        3.0, gt=0, le=3600, description="Seconds one PostgreSQL statement may run."
+        2.5, gt=0, le=3600, description="Seconds one PostgreSQL statement may run."
     )
     valkey_pool_size: int = Field(
         64,

@@ -52,11 +52,15 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class BoundedPool(asyncpg.Pool):
-    """An asyncpg pool whose `acquire()` waits at most `acquire_timeout` unless told otherwise.
+#: Seconds to give a connection back (asyncpg resets it, or waits for a timed-out statement's
+#: cancellation); past it the connection is closed instead. Healthy resets take milliseconds.
+RELEASE_TIMEOUT_SECONDS = 0.5
 
-    asyncpg uses the acquire timeout for giving the connection back too (resetting it), so a
-    request holding a connection of a PostgreSQL that froze still ends within its bounds.
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose `acquire()` waits at most `acquire_timeout` unless told otherwise,
+    and whose `release()` waits at most `RELEASE_TIMEOUT_SECONDS`, so a request holding a
+    connection to a PostgreSQL that froze ends within acquire + command + release timeouts.
     """
 
     def __init__(self, *args: Any, acquire_timeout: float | None, **kwargs: Any) -> None:
@@ -66,6 +70,12 @@ class BoundedPool(asyncpg.Pool):
     def acquire(self, *, timeout: float | None = None) -> Any:
         """A connection, waiting at most `timeout` (default: the pool's `acquire_timeout`)."""
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
+        """Give `connection` back; closed rather than reset when that takes too long."""
+        await super().release(
+            connection, timeout=RELEASE_TIMEOUT_SECONDS if timeout is None else timeout
+        )
 
 
 async def create_pool(

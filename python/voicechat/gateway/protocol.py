@@ -31,6 +31,9 @@ class CloseCode(IntEnum):
     INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    #: A dependency the socket needs (Valkey, PostgreSQL) is down or too slow: retry with
+    #: backoff (docs/reliability.md, "When a dependency fails").
+    TRY_AGAIN_LATER = 1013
     #: No `auth` request within the deadline, or the first request was something else.
     NOT_AUTHENTICATED = 4001
     #: The client stopped sending anything (not even `ping`) for longer than the timeout.

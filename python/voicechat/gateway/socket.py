@@ -31,11 +31,15 @@ from voicechat.gateway.protocol import (
     parse_request,
     result_frame,
 )
+from voicechat.outages import outage_of
 
 if TYPE_CHECKING:
     from voicechat.gateway.hub import Gateway, LocalUser
 
 log = logging.getLogger(__name__)
+
+#: The close reason (1013) when a dependency the socket needs is down.
+_UNAVAILABLE_REASON = "the server cannot serve you right now; retry shortly"
 
 
 class TokenBucket:
@@ -150,11 +154,27 @@ class Socket:
                 f"too many connection attempts from your address; retry in {exc.retry_after} s",
             )
         except (RedisError, OSError) as exc:
-            log.warning("gateway: could not count a connection attempt: %s", exc)
-            return Refusal(None, CloseCode.INTERNAL_ERROR, "the server could not register you")
+            if outage_of(exc) is None:
+                log.warning("gateway: could not count a connection attempt: %s", exc)
+            return Refusal(None, CloseCode.TRY_AGAIN_LATER, _UNAVAILABLE_REASON)
         return None
 
     async def _admit(self, request: Request) -> Refusal | None:
+        """`_check_in`, with a dependency that is down said as -32000 `<x>_unavailable` and
+        close 1013 (docs/reliability.md, "When a dependency fails")."""
+        try:
+            return await self._check_in(request)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            return Refusal(
+                error_frame(request.id, RpcError.from_domain(outage)),
+                CloseCode.TRY_AGAIN_LATER,
+                _UNAVAILABLE_REASON,
+            )
+
+    async def _check_in(self, request: Request) -> Refusal | None:
         """Check the token, count the attempt, register the socket; or why not."""
         token = request.params["token"]
         try:
@@ -185,6 +205,14 @@ class Socket:
                 "too many open sockets",
             )
         except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                return Refusal(
+                    error_frame(request.id, RpcError.from_domain(outage)),
+                    CloseCode.TRY_AGAIN_LATER,
+                    _UNAVAILABLE_REASON,
+                    registered=True,
+                )
             if isinstance(exc, RedisError | OSError):
                 log.warning("gateway: could not register a socket: %s", exc)
             else:
@@ -313,11 +341,15 @@ class Socket:
             error = exc
         except VoicechatError as exc:
             error = RpcError.from_domain(exc)
-        except Exception:
-            log.exception("gateway: %s failed", request.method)
-            error = RpcError(
-                RpcErrorCode.INTERNAL_ERROR, "the server failed to handle this request"
-            )
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                error = RpcError.from_domain(outage)
+            else:
+                log.exception("gateway: %s failed", request.method)
+                error = RpcError(
+                    RpcErrorCode.INTERNAL_ERROR, "the server failed to handle this request"
+                )
         else:
             if not request.is_notification:
                 self.push(result_frame(request.id, result))
