@@ -8,7 +8,7 @@ after the hit succeeded. A success may then :meth:`RateLimiter.clear` the window
 that passed forgives the typos before it).
 
 There is deliberately no "test without counting" method: checking first and counting after
-the decision is the race issue 13 measured (24–30 of 30 concurrent guesses got a password
+the decision is the race issue 13 measured (24 to 30 of 30 concurrent guesses got a password
 check against a limit of 10).
 
 A new limit (forgot-password, say) needs a `rate_limit_*` setting, a scope name, and one
