@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 
 from tests.utils.dirs import service_dir
 from tests.utils.net import free_port
@@ -137,3 +142,55 @@ async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
     spec = response.json()
     assert spec["info"]["title"] == "voicechat"
     assert "/health" in spec["paths"]
+
+
+@pytest.fixture
+def moto_checking_keys() -> Iterator[str]:
+    """A moto S3 server that checks signatures (IAM auth on: INITIAL_NO_AUTH_ACTION_COUNT=0)."""
+    port = free_port()
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        moto.kill()
+        moto.wait(10)
+
+
+async def test_health_says_when_s3_refuses_the_key(
+    settings_factory: Callable[..., Settings],
+    database_url: str,
+    clean_valkey: str,
+    moto_checking_keys: str,
+) -> None:
+    # A key the server does not know is refused with InvalidAccessKeyId: /health names it.
+    settings = settings_factory(
+        database_url=database_url,
+        valkey_url=clean_valkey,
+        storage_url="s3://bucket/uploads",
+        s3_endpoint_url=moto_checking_keys,
+        s3_region="us-east-1",
+        s3_access_key_id="AKIAUNKNOWNKEY000000",
+        s3_secret_access_key="not-the-right-secret",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            storage = (await client.get("/health")).json()["components"]["storage"]
+    assert storage["status"] == "down"
+    assert "refused our credentials (InvalidAccessKeyId)" in storage["detail"]
