@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import LiveServer
@@ -105,6 +105,16 @@ async def ws_close_code(server: LiveServer, token: str) -> int | None:
                     await ws.recv()
             except ConnectionClosed as closed:
                 return closed.rcvd.code if closed.rcvd is not None else None
+
+
+async def _until_closed(ws: ClientConnection) -> int | None:
+    """The close code the server ends `ws` with (within 10 s)."""
+    async with asyncio.timeout(10):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
 
 
 def _auth(token: str) -> dict[str, Any]:
@@ -245,8 +255,15 @@ async def test_valkey_paused_stopped_and_restarted(
             os.kill(own_valkey.pid, signal.SIGCONT)
         await eventually(served)
 
-        own_valkey.stop()
-        await during_outage()
+        # An open socket misses events once the server loses its subscription: it is closed
+        # with 1013 so that its client comes back and catches up.
+        url = server.base_url.replace("http://", "ws://") + "/ws"
+        async with connect(url, open_timeout=HANG_BOUND_SECONDS) as open_socket:
+            await open_socket.send(json.dumps(_auth(token)))
+            assert "result" in json.loads(await open_socket.recv())
+            own_valkey.stop()
+            await during_outage()
+            assert await _until_closed(open_socket) == 1013
         own_valkey.start()
         await eventually(served)
         assert await ws_close_code_after_auth_ok(server, token)

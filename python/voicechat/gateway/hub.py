@@ -372,8 +372,14 @@ class Gateway:
                         await self.deliver(message["data"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError):
-                log.warning("gateway: event subscription lost; resubscribing", exc_info=True)
+            except (RedisError, OSError) as exc:
+                log.warning("gateway: event subscription lost (%s); resubscribing", exc)
+                if not self._subscribed.is_set():
+                    # Not restored at the first retry: the sockets here miss events. Close them
+                    # with 1013 so that clients come back (and catch up) once Valkey does.
+                    self._close_every_socket(
+                        CloseCode.TRY_AGAIN_LATER, "events are unavailable; reconnect shortly"
+                    )
                 self._subscribed.clear()
                 await self._pause(1.0)
             finally:
@@ -436,6 +442,13 @@ class Gateway:
         self._generation += 1
         for user in self.users.values():
             user.answers[channel_id] = None
+
+    def _close_every_socket(self, code: int, reason: str) -> None:
+        sockets = [s for user in list(self.users.values()) for s in user.sockets]
+        if sockets:
+            log.warning("gateway: closing %d sockets: %s", len(sockets), reason)
+        for socket in sockets:
+            socket.close_soon(code, reason)
 
     def _forget_all(self) -> None:
         self._generation += 1
