@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 METADATA_TTL_SECONDS = 3600
 CLOCK_LEEWAY_SECONDS = 60
 MAX_PROVIDER_RESPONSE_BYTES = 512 * 1024
+#: Seconds one call to a provider may take in all (docs/reliability.md).
+PROVIDER_DEADLINE_SECONDS = 5.0
 
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 _CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 (a method name)
@@ -82,8 +84,11 @@ class IdentityProvider:
 
     async def _request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
         try:
-            return await self._http.request(method, url, **kwargs)
-        except (httpx.TimeoutException, httpx.NetworkError) as exc:
+            # httpx's timeouts bound each connect and each read; this bounds the whole call,
+            # so a provider that trickles its answer cannot hold a sign-in for long either.
+            async with asyncio.timeout(PROVIDER_DEADLINE_SECONDS):
+                return await self._http.request(method, url, **kwargs)
+        except (TimeoutError, httpx.TimeoutException, httpx.NetworkError) as exc:
             log.warning("SSO provider %s: %s unreachable: %s", self.id, what, type(exc).__name__)
             raise ServiceUnavailable(
                 f"the identity provider {self.config.name!r} cannot be reached; try again later",
