@@ -95,14 +95,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> list[str]:
     # Starlette's Allow names the methods of the first route on the path; FastAPI makes one
-    # route per method, so gather every route that matches the path.
+    # route per method, so gather every route of the documented path the URL is: the most
+    # literal template that matches (`/sendToDevice/inbox`, not `/sendToDevice/{txn_id}`).
     path = get_route_path(request.scope)
-    methods: set[str] = set()
+    by_template: dict[str, set[str]] = {}
     for route in iter_route_contexts(request.app.router.routes):
         regex = getattr(route, "path_regex", None)
-        if route.methods and regex is not None and regex.match(path):
-            methods |= route.methods
-    return sorted(methods)
+        if route.methods and route.path_format and regex is not None and regex.match(path):
+            by_template.setdefault(route.path_format, set()).update(route.methods)
+    if not by_template:
+        return []
+    template = min(by_template, key=lambda t: (t.count("{"), t))
+    return sorted(by_template[template])
 
 
 async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, Self
+from enum import Enum
+from types import UnionType
+from typing import Annotated, Literal, Self, Union, get_args, get_origin
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from voicechat.db.repositories import User
 
@@ -16,9 +18,62 @@ Status = Literal["online", "idle", "dnd", "offline"]
 
 
 class Body(BaseModel):
-    """Base of request bodies: unknown fields are refused, not ignored."""
+    """Base of request bodies: unknown fields are refused, not ignored, and a JSON scalar of
+    another type than the field's is refused, not converted (`false` is no `0`, `"1"` no `1`,
+    `1` no `true`), so a body is taken exactly when the OpenAPI document says it is."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _scalar_as_documented(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic's lax mode converts between JSON's scalars; strict mode would also refuse
+        # the strings JSON carries UUIDs and times in, so only scalars are held to their type.
+        if info.field_name is None or not isinstance(value, bool | int | float | str):
+            return value
+        kinds = _scalar_kinds(cls.model_fields[info.field_name].annotation)
+        if kinds is not None and not _fits(value, kinds):
+            raise ValueError(f"must be {' or '.join(sorted(kinds))}")
+        return value
+
+
+_KINDS: dict[type, str] = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _scalar_kinds(annotation: object) -> set[str] | None:
+    """The JSON scalar kinds a field takes, or None when it takes anything else too."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalar_kinds(get_args(annotation)[0])
+    if origin is Literal:
+        return {_KINDS[type(v)] for v in get_args(annotation) if type(v) in _KINDS} or None
+    if origin in (Union, UnionType):
+        kinds: set[str] = set()
+        for arg in get_args(annotation):
+            if arg is type(None):
+                continue
+            arg_kinds = _scalar_kinds(arg)
+            if arg_kinds is None:
+                return None
+            kinds |= arg_kinds
+        return kinds
+    if isinstance(annotation, type):
+        for python_type, kind in _KINDS.items():
+            if annotation is python_type or (
+                issubclass(annotation, Enum) and issubclass(annotation, python_type)
+            ):
+                return {kind}
+    return None
+
+
+def _fits(value: bool | int | float | str, kinds: set[str]) -> bool:
+    if isinstance(value, bool):
+        return "a boolean" in kinds
+    if isinstance(value, int):
+        return bool({"an integer", "a number"} & kinds)
+    if isinstance(value, float):
+        return "a number" in kinds or ("an integer" in kinds and value.is_integer())
+    return "a string" in kinds
 
 
 class FromRow(BaseModel):

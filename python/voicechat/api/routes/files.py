@@ -19,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from voicechat.api.deps import CurrentUser, Res
+from voicechat.api.openapi import errors
 from voicechat.api.schemas import FromRow
 from voicechat.chat.permissions import Permission, require
 from voicechat.crypto import DecryptionError
@@ -99,11 +100,16 @@ def _describe_bytes(size: int) -> str:
     return f"{size} bytes"
 
 
+_UUID_TEXT = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
 def _parse_channel_id(value: str) -> UUID:
-    try:
-        return UUID(value.strip())
-    except ValueError:
-        raise ValidationFailed("channel_id: not a valid id") from None
+    # The documented form only (the `uuid` format), not every spelling `UUID()` takes.
+    if not _UUID_TEXT.match(value):
+        raise ValidationFailed("channel_id: not a valid id")
+    return UUID(value)
 
 
 async def _request_body(request: Request) -> AsyncIterator[bytes]:
@@ -121,7 +127,8 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
     status_code=201,
     response_model=UploadedFile,
     openapi_extra=_UPLOAD_BODY,
-    responses={413: {"description": "Over the size limit"}, 415: {"description": "Not multipart"}},
+    responses={413: {"description": "Over the size limit"}, 415: {"description": "Not multipart"}}
+    | errors(400, 403, 404),
 )
 async def upload(
     request: Request,

@@ -1,0 +1,32 @@
+"""Schemathesis over the whole OpenAPI document of a live `voicechat serve` (SPEC §11).
+
+Every check but `positive_data_acceptance` (tests/robustness/fuzzing.py says why), as the
+administrator and without credentials, a bounded number of cases per operation so the run
+stays within CI's budget. Asserts what a client would see: no 5xx, and every answer's status,
+headers, media type and body as the document says. `scripts/fuzz.sh` runs the same, longer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.robustness.fuzzing import fuzz, register_admin
+
+# Cases per operation and phase; with four phases and two passes ≈ 4,000 requests.
+MAX_EXAMPLES = 10
+# A fixed seed: CI sees the same cases each run (scripts/fuzz.sh varies them).
+SEED = 13
+
+
+@pytest.mark.timeout(300)
+def test_the_whole_api_answers_as_documented(live_server: LiveServer) -> None:
+    token = register_admin(live_server.base_url)
+    for who, credentials in (("administrator", token), ("anonymous", None)):
+        totals = fuzz(live_server.base_url, token=credentials, max_examples=MAX_EXAMPLES, seed=SEED)
+        report = "\n\n".join(totals.examples + totals.errors)
+        assert totals.cases > 1000, f"{who}: {totals.summary()}"
+        assert totals.server_errors == 0, f"{who}: {totals.summary()}\n{report}"
+        assert not totals.failures, f"{who}: {totals.summary()}\n{report}"
+        assert not totals.errors, f"{who}: {totals.summary()}\n{report}"
+    assert "Traceback" not in live_server.log
