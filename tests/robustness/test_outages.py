@@ -34,7 +34,9 @@ from tests.conftest import LiveServer
 from tests.utils.auth import bearer, register
 from tests.utils.dirs import service_dir
 from tests.utils.net import free_port
+from voicechat.api import create_app
 from voicechat.embedded import EmbeddedPostgres, EmbeddedValkey
+from voicechat.settings import Settings
 
 #: No request may take longer than this to answer (SPEC §11: "within a few seconds").
 HANG_BOUND_SECONDS = 5.0
@@ -383,3 +385,36 @@ async def test_s3_paused_stopped_and_restarted(
         own_moto.start("outage")
         await eventually(served)
     assert_no_errors(server)
+
+
+async def test_a_valkey_pool_held_busy_makes_callers_wait_then_503(
+    settings_factory: Callable[..., Settings], database_url: str, clean_valkey: str
+) -> None:
+    # Every pooled connection busy (a burst of sockets, say): a request waits for one up to
+    # VOICECHAT_VALKEY_POOL_TIMEOUT, gets it when one comes back, else 503, never 500.
+    app = create_app(
+        settings_factory(
+            database_url=database_url,
+            valkey_url=clean_valkey,
+            valkey_pool_size=4,
+            valkey_pool_timeout=0.5,
+        )
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            headers = bearer((await register(http, "pool-user"))["access_token"])
+            pool = app.state.resources.cache.connection_pool
+            held = []
+            while pool.can_get_connection():
+                held.append(await pool.get_connection())
+            refused = await http.get("/users/@me", headers=headers)
+            # One connection coming back while a request waits is enough for it.
+            waiting = asyncio.create_task(http.get("/users/@me", headers=headers))
+            await asyncio.sleep(0.1)
+            await pool.release(held.pop())
+            served = await waiting
+            for connection in held:
+                await pool.release(connection)
+    assert_unavailable(refused, "valkey_unavailable")
+    assert served.status_code == 200, served.text
