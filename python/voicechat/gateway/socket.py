@@ -1,9 +1,11 @@
 """One gateway socket: authentication, the read loop, and a bounded send queue.
 
-Each socket runs two tasks. The reader parses and answers requests in order. The writer
-drains the send queue onto the network. Fan-out only ever calls :meth:`Socket.push`, which
-never waits: when the queue is full the socket is closed as a slow consumer, so one client
-that does not read cannot hold up the events of anyone else.
+The connection's own task reads: it parses and answers requests in order. Frames to send
+go to a bounded outbox that a writer task drains onto the network; the outbox and the writer
+exist only while something waits to be sent, so an idle socket costs no task and no queue
+(the memory per idle socket is what bounds how many one instance holds). Fan-out only ever
+calls :meth:`Socket.push`, which never waits: when the outbox is full the socket is closed as
+a slow consumer, so one client that does not read cannot hold up the events of anyone else.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import uuid4
@@ -86,6 +89,24 @@ class Closing:
 class Socket:
     """A client's connection to the gateway on this instance."""
 
+    __slots__ = (
+        "_auth_request_id",
+        "_interrupted",
+        "_outbox",
+        "_reader",
+        "_receiving",
+        "_writer",
+        "auth",
+        "closing",
+        "config",
+        "gateway",
+        "id",
+        "ip",
+        "registered",
+        "user",
+        "websocket",
+    )
+
     def __init__(self, gateway: Gateway, websocket: WebSocket, ip: str) -> None:
         self.id = uuid4().hex
         self.gateway = gateway
@@ -95,28 +116,42 @@ class Socket:
         #: Whether the socket holds a presence entry (and so counts against the caps).
         self.registered = False
         self.config = gateway.config
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.config.send_queue_size)
         self.user: LocalUser | None = None
         self.auth: Authenticated | None = None
         self.closing: Closing | None = None
-        self._closed = asyncio.Event()
         self._auth_request_id: str | int | None = None
+        # Frames waiting to be sent, and the task sending them: both exist only while there
+        # is something to send, so an idle socket holds neither (docs/performance.md).
+        self._outbox: deque[str] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # The task reading the socket, and whether it waits for a frame (then `close_soon`
+        # interrupts the wait; otherwise the reader sees `closing` after the current request).
+        self._reader: asyncio.Task[object] | None = None
+        self._receiving = False
+        self._interrupted = False
 
     def push(self, frame: str) -> None:
         """Queue a frame for sending; never waits. A full queue closes the socket (4009)."""
         if self.closing is not None:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        elif len(outbox) >= self.config.send_queue_size:
             log.info("gateway socket %s closed: send queue full", self.id)
             self.close_soon(CloseCode.SLOW_CONSUMER, "you are not reading your events fast enough")
+            return
+        outbox.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
 
     def close_soon(self, code: int, reason: str) -> None:
         """Ask the socket's own task to close it with `code` (the first reason wins)."""
         if self.closing is None:
             self.closing = Closing(code, reason)
-            self._closed.set()
+            if self._receiving and self._reader is not None and not self._interrupted:
+                self._interrupted = True
+                self._reader.cancel()
 
     async def run(self) -> None:
         """Serve the socket until it closes."""
@@ -231,17 +266,14 @@ class Socket:
         await self._close(refusal.code, refusal.reason)
 
     async def _serve(self) -> None:
-        tasks = [
-            asyncio.create_task(self._read_loop()),
-            asyncio.create_task(self._write_loop()),
-            asyncio.create_task(self._closed.wait()),
-        ]
+        # The reader runs in this (the connection's own) task: no task per socket is added
+        # for reading, and none for writing while nothing waits to be sent.
+        self._reader = asyncio.current_task()
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._read_loop()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._reader = None
+            await self._stop_writer()
         if self.closing is not None:
             await self._close(self.closing.code, self.closing.reason)
 
@@ -294,13 +326,22 @@ class Socket:
     async def _read_loop(self) -> None:
         user = self.user
         assert user is not None
-        while True:
+        while self.closing is None:
+            self._receiving = True
             try:
                 async with asyncio.timeout(self.config.heartbeat_timeout):
                     message = await self.websocket.receive()
             except TimeoutError:
+                self._receiving = False
                 self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
                 return
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._interrupted and task is not None and task.uncancel() == 0:
+                    return  # `close_soon` woke us: close with its code
+                raise
+            finally:
+                self._receiving = False
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
@@ -357,14 +398,36 @@ class Socket:
         if not request.is_notification:
             self.push(error_frame(request.id, error))
 
-    async def _write_loop(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            try:
-                await self.websocket.send_text(frame)
-            except Exception:
-                # The peer is gone (or going); the reader sees the disconnect.
-                return
+    async def _stop_writer(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        # Closing for a reason of ours: what was answered before goes out ahead of the close
+        # frame (within the close timeout). A slow consumer or a gone peer: drop it.
+        closing = self.closing
+        if closing is not None and closing.code != CloseCode.SLOW_CONSUMER:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.close_timeout):
+                    await asyncio.shield(writer)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+    async def _drain(self) -> None:
+        outbox = self._outbox
+        try:
+            while outbox:
+                frame = outbox.popleft()
+                try:
+                    await self.websocket.send_text(frame)
+                except Exception:
+                    # The peer is gone (or going); the reader sees the disconnect.
+                    outbox.clear()
+                    return
+        finally:
+            self._writer = None
+            if self._outbox is outbox and not outbox:
+                self._outbox = None
 
     async def _send_now(self, frame: str) -> None:
         with contextlib.suppress(Exception):
