@@ -34,6 +34,9 @@ from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError
 
 #: Every check schemathesis has, but the one this API cannot meet by design (module docstring).
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
+#: What a request the document does not allow may be answered (schemathesis's list, and the
+#: limits on the URL, the head and the body).
+REFUSALS = [400, 401, 403, 404, 405, 406, 409, 413, 414, 415, 422, 428, 429, 431]
 #: What would end the fuzzing user's session mid-run.
 SESSION_ENDING = r"^/auth/(logout|sessions/\{session_id\})$"
 
@@ -107,7 +110,11 @@ def fuzz(
         "workers": workers,
         "request-timeout": 10,
         "generation": {"max-examples": max_examples, "mode": "all", "database": "none"},
-        "checks": {name: {"enabled": False} for name in EXCLUDED_CHECKS},
+        "checks": {
+            **{name: {"enabled": False} for name in EXCLUDED_CHECKS},
+            # Refusals also come from the HTTP limits before any route (api/http_limits.py).
+            "negative_data_rejection": {"expected-statuses": REFUSALS},
+        },
         "phases": {
             name: {"enabled": name in phases}
             for name in ("examples", "coverage", "fuzzing", "stateful")
@@ -153,10 +160,11 @@ def _count(recorder: Any, totals: FuzzTotals) -> None:
             totals.failures[check.name] += 1
             if len(totals.examples) < 20 and check.failure_info is not None:
                 failure = check.failure_info.failure
-                totals.examples.append(
+                example = (
                     f"{check.name} on {recorder.label}: {failure.title}\n{failure.message}\n"
                     f"{check.failure_info.code_sample}"
                 )
+                totals.examples.append(example if len(example) < 2000 else example[:2000] + "…")
 
 
 def register_admin(base_url: str) -> str:

@@ -6,11 +6,12 @@ so a new route is documented by being written:
 
 | the route has… | it may answer |
 |---|---|
-| any request at all | 422 (the input guard: a NUL in any query string, api/middleware.py) |
+| any request at all | 400 (malformed, e.g. a bad `Content-Length`); 422 (the input guard) |
 | `CurrentUser` among its dependencies | 401 |
 | a dependency on the instance's resources (PostgreSQL, Valkey, …) | 503 with `Retry-After` |
 | path parameters | 404 (nothing there, or not visible to the caller) |
-| a JSON body | 400 `invalid_json`, 413 (over 1 MiB) |
+| path or query parameters | 414 (a URL over the request-line limit, api/http_limits.py) |
+| a JSON body | 400 also `invalid_json`, 413 (over 1 MiB) |
 
 Statuses a route raises itself (403 for a permission, 409 for a conflict, 429 for a rate
 limit, …) are named at the route with `responses=errors(403, 409)`. Every error response has
@@ -58,11 +59,12 @@ class ErrorResponse(BaseModel):
 
 
 _DESCRIPTIONS: dict[int, str] = {
-    400: "The request is malformed (for a JSON body: not JSON at all, `invalid_json`).",
+    400: "The request is malformed (a JSON body that is not JSON at all: `invalid_json`).",
     401: "No valid access token (missing, expired, or its session ended).",
     403: "Signed in, but not allowed.",
     404: "No such thing, or not visible to the caller.",
     409: "The change conflicts with existing state.",
+    414: "The URL is over the request-line limit.",
     413: "The body is over its size limit.",
     415: "The body's media type is not accepted.",
     422: "A field is invalid, or holds what the server cannot store (NUL, lone surrogate…).",
@@ -95,7 +97,7 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
 
 def derived_statuses(dependant: Dependant) -> set[int]:
     """The error statuses a route may answer by what it is made of (the table above)."""
-    statuses = {422}
+    statuses = {400, 422}
     parts = list(_dependants(dependant))
     calls = {part.call for part in parts}
     if current_user in calls:
@@ -104,8 +106,10 @@ def derived_statuses(dependant: Dependant) -> set[int]:
         statuses.add(503)
     if any(part.path_params for part in parts):
         statuses.add(404)
+    if any(part.path_params or part.query_params for part in parts):
+        statuses.add(414)
     if any(part.body_params for part in parts):
-        statuses |= {400, 413}
+        statuses.add(413)
     return statuses
 
 

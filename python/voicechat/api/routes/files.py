@@ -57,7 +57,13 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "channel_id": {"type": "string", "format": "uuid"},
+                        # Blank, as an HTML form sends it, is "no channel".
+                        "channel_id": {
+                            "anyOf": [
+                                {"type": "string", "format": "uuid"},
+                                {"type": "string", "pattern": r"^\s*$"},
+                            ]
+                        },
                     },
                 }
             }
