@@ -172,7 +172,7 @@ class BodySizeLimitMiddleware:
 def _is_json(scope: Scope) -> bool:
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
     return False
 

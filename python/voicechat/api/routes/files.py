@@ -133,8 +133,11 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
     status_code=201,
     response_model=UploadedFile,
     openapi_extra=_UPLOAD_BODY,
-    responses={413: {"description": "Over the size limit"}, 415: {"description": "Not multipart"}}
-    | errors(400, 403, 404),
+    responses={
+        413: {"description": "Over the size limit"},
+        415: {"description": "Not multipart"},
+        **errors(400, 403, 404),
+    },
 )
 async def upload(
     request: Request,

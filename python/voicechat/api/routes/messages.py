@@ -129,7 +129,10 @@ async def list_messages(
     "/channels/{channel_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=Message,
-    responses={200: {"model": Message, "description": "a resend with a known nonce"}} | errors(403),
+    responses={
+        200: {"model": Message, "description": "a resend with a known nonce"},
+        **errors(403),
+    },
 )
 async def send_message(
     channel_id: UUID,

@@ -53,8 +53,8 @@ def _sso(resources: Res) -> SsoService:
             "description": "To the client's redirect_uri with `?login_code=`, or with "
             "`?error=&error_description=` when the login failed."
         },
-    }
-    | errors(400, 401, 404, 409, 502),
+        **errors(400, 401, 404, 409, 502),
+    },
 )
 async def oidc_callback(
     request: Request,
