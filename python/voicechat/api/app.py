@@ -23,7 +23,6 @@ from voicechat.api.routes import (
     channels,
     device_keys,
     files,
-    gateway,
     health,
     messages,
     recipients,
@@ -32,6 +31,7 @@ from voicechat.api.routes import (
     users,
     voice,
 )
+from voicechat.api.routes.gateway import GatewayEndpoint
 from voicechat.logs import quiet_client_faults
 from voicechat.settings import Settings
 
@@ -72,6 +72,8 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=MAX_JSON_BODY_BYTES, exempt_prefixes=("/upload",)
     )
+    # The gateway's sockets skip what lies inside (api/routes/gateway.py says why).
+    app.add_middleware(GatewayEndpoint)
     app.add_middleware(RequestContextMiddleware)
     # Outermost: everything inside sees the client a trusted proxy reported (api/proxies.py).
     app.add_middleware(
@@ -89,6 +91,5 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(device_keys.router)
     app.include_router(recipients.router)
     app.include_router(voice.router)
-    app.include_router(gateway.router)
     install_openapi(app)
     return app

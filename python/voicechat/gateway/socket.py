@@ -169,6 +169,7 @@ class Socket:
             return
         async with self.gateway.admissions:
             refusal = await self._admit(request)
+        del request  # its token and params would stay in memory as long as the socket
         if refusal is not None:
             if refusal.registered:
                 await self.gateway.detach(self)
