@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Socket, dict[str, Any]], Awaitable[Any]]
 
 CHANNEL_EVENT_PREFIX = "channel."
+#: Sessions checked per Valkey round trip by the periodic session check.
+SESSION_CHECK_BATCH = 500
 ROLE_EVENT_PREFIXES = ("role.", "roles.", "member.")
 
 
@@ -490,23 +492,31 @@ class Gateway:
             if time.monotonic() - checked < self.config.session_check_interval:
                 continue
             checked = time.monotonic()
-            sockets = [s for u in list(self.users.values()) for s in u.sockets if s.auth]
-            if not sockets:
-                continue
+            # One EXISTS per session, not per socket (a user's tabs share theirs), in batches:
+            # 20,000 sockets must not hold the event loop for one huge pipeline.
+            by_session: dict[UUID, list[Socket]] = {}
+            for user in list(self.users.values()):
+                for socket in user.sockets:
+                    if socket.auth is not None:
+                        by_session.setdefault(socket.auth.session_id, []).append(socket)
+            sessions = list(by_session)
             try:
-                pipe = self.cache.pipeline(transaction=False)
-                for socket in sockets:
-                    assert socket.auth is not None
-                    pipe.exists(keys.session(socket.auth.session_id))
-                live = await pipe.execute()
+                for start in range(0, len(sessions), SESSION_CHECK_BATCH):
+                    batch = sessions[start : start + SESSION_CHECK_BATCH]
+                    pipe = self.cache.pipeline(transaction=False)
+                    for session_id in batch:
+                        pipe.exists(keys.session(session_id))
+                    live = await pipe.execute()
+                    for session_id, exists in zip(batch, live, strict=True):
+                        if not exists:
+                            for socket in by_session[session_id]:
+                                socket.close_soon(
+                                    CloseCode.AUTHENTICATION_FAILED, "the session has ended"
+                                )
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("gateway: could not check sessions", exc_info=True)
-                continue
-            for socket, exists in zip(sockets, live, strict=True):
-                if not exists:
-                    socket.close_soon(CloseCode.AUTHENTICATION_FAILED, "the session has ended")
 
     async def _came_online(self, user_id: UUID) -> None:
         status = await self.presence.choice(user_id)
