@@ -183,6 +183,7 @@ class Gateway:
             asyncio.create_task(self._subscribe(), name="gateway-events"),
             asyncio.create_task(self._maintain(), name="gateway-maintenance"),
             asyncio.create_task(self._check_sessions(), name="gateway-sessions"),
+            asyncio.create_task(self._check_heartbeats(), name="gateway-heartbeats"),
         ]
         try:
             async with asyncio.timeout(10):
@@ -483,6 +484,18 @@ class Gateway:
             except Exception:
                 log.warning("gateway: presence maintenance failed", exc_info=True)
             await self._pause(self.config.maintenance_interval)
+
+    async def _check_heartbeats(self) -> None:
+        # One sweep for every socket instead of a timer per socket (memory per idle socket);
+        # a silent socket is closed between `heartbeat_timeout` and 1.25 times it.
+        while not self._stopping.is_set():
+            timeout = self.config.heartbeat_timeout
+            await self._pause(min(5.0, timeout / 4))
+            deadline = time.monotonic() - self.config.heartbeat_timeout
+            for user in list(self.users.values()):
+                for socket in user.sockets:
+                    if socket.last_heard < deadline:
+                        socket.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
 
     async def _check_sessions(self) -> None:
         checked = time.monotonic()

@@ -102,6 +102,7 @@ class Socket:
         "gateway",
         "id",
         "ip",
+        "last_heard",
         "registered",
         "user",
         "websocket",
@@ -119,6 +120,8 @@ class Socket:
         self.user: LocalUser | None = None
         self.auth: Authenticated | None = None
         self.closing: Closing | None = None
+        #: When the client last sent a frame (`time.monotonic()`), for the heartbeat sweep.
+        self.last_heard = time.monotonic()
         self._auth_request_id: str | int | None = None
         # Frames waiting to be sent, and the task sending them: both exist only while there
         # is something to send, so an idle socket holds neither (docs/performance.md).
@@ -175,8 +178,17 @@ class Socket:
                 await self.gateway.detach(self)
             await self._refuse_with(refusal)
             return
+        # The reader runs in this (the connection's own) task: no task per socket is added
+        # for reading, and none for writing while nothing waits to be sent.
+        self._reader = asyncio.current_task()
         try:
-            await self._serve()
+            try:
+                await self._read_loop()
+            finally:
+                self._reader = None
+                await self._stop_writer()
+            if self.closing is not None:
+                await self._close(self.closing.code, self.closing.reason)
         finally:
             await self.gateway.detach(self)
 
@@ -266,18 +278,6 @@ class Socket:
             await self._send_now(refusal.frame)
         await self._close(refusal.code, refusal.reason)
 
-    async def _serve(self) -> None:
-        # The reader runs in this (the connection's own) task: no task per socket is added
-        # for reading, and none for writing while nothing waits to be sent.
-        self._reader = asyncio.current_task()
-        try:
-            await self._read_loop()
-        finally:
-            self._reader = None
-            await self._stop_writer()
-        if self.closing is not None:
-            await self._close(self.closing.code, self.closing.reason)
-
     async def _auth_request(self) -> Request | None:
         """Wait for the `auth` request (with a token); on anything else answer and close."""
         try:
@@ -329,13 +329,9 @@ class Socket:
         assert user is not None
         while self.closing is None:
             self._receiving = True
+            # No timer per socket: the gateway's heartbeat sweep closes silent sockets (4002).
             try:
-                async with asyncio.timeout(self.config.heartbeat_timeout):
-                    message = await self.websocket.receive()
-            except TimeoutError:
-                self._receiving = False
-                self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
-                return
+                message = await self.websocket.receive()
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if self._interrupted and task is not None and task.uncancel() == 0:
@@ -343,6 +339,7 @@ class Socket:
                 raise
             finally:
                 self._receiving = False
+            self.last_heard = time.monotonic()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
