@@ -182,7 +182,7 @@ def serve(**flags: Any) -> None:
 
     from voicechat.api import create_app
     from voicechat.api.http_limits import uvicorn_options
-    from voicechat.gateway import MAX_FRAME_BYTES
+    from voicechat.gateway import MAX_FRAME_BYTES, WS_IMPLEMENTATION
 
     settings = _load(**flags)
     configure_logging(settings.log_level, settings.log_format)
@@ -200,6 +200,7 @@ def serve(**flags: Any) -> None:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                ws=WS_IMPLEMENTATION,
                 ws_max_size=MAX_FRAME_BYTES,
                 # Compressing each event once per socket costs more CPU and memory than the
                 # fan-out itself (docs/gateway.md); TLS at the proxy, frames stay small.
@@ -342,6 +343,217 @@ def version() -> None:
     click.echo(f"voicechat {__version__}")
     click.echo(f"native    {_native.__version__}")
     click.echo(f"python    {sys.version.split()[0]}")
+
+
+@cli.group()
+def backup() -> None:
+    """Encrypted backups of the database, the files and the configuration (docs/backup.md).
+
+    Backups go to VOICECHAT_BACKUP_URL, encrypted under VOICECHAT_BACKUP_KEY.
+    """
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refused or failed backup operation ends with one line and exit status 1."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from voicechat.backup.archive import BackupRefused
+
+    try:
+        yield
+    except BackupRefused as exc:
+        _fail(str(exc))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "no code")
+        _fail(f"the S3 server refused the request ({code})")
+    except BotoCoreError as exc:
+        _fail(f"S3 cannot be reached ({type(exc).__name__})")
+    except OSError as exc:
+        _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "))
+
+
+def _emit_json(value: object) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@backup.command("create")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def backup_create(as_json: bool) -> None:
+    """Back up the database, the file objects and the configuration, encrypted."""
+    from dataclasses import asdict
+
+    from voicechat.backup.create import create_backup
+
+    settings = _load()
+    configure_logging(settings.log_level, settings.log_format)
+    on_terminal = sys.stderr.isatty()
+
+    def progress(what: str, detail: str) -> None:
+        if on_terminal:
+            click.echo(f"\r  {what:<9} {detail}\033[K", err=True, nl=what != "files")
+        elif what != "files":
+            click.echo(f"  {what:<9} {detail}", err=True)
+
+    with _refusals():
+        summary = create_backup(settings, progress=progress)
+    if on_terminal and summary.files:
+        click.echo("", err=True)
+    if as_json:
+        _emit_json(asdict(summary))
+        return
+    click.echo(
+        f"backup {summary.id}: {summary.size_bytes} bytes ({summary.files} files, schema "
+        f"{summary.schema_version:04d}) in {summary.location}, {summary.seconds:.1f} s"
+    )
+    for key in summary.missing_objects:
+        click.echo(f"  warning: object {key} was missing from the storage", err=True)
+
+
+@backup.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list.")
+def backup_list(as_json: bool) -> None:
+    """Show the backups with their age and size, oldest first."""
+    from datetime import UTC, datetime
+
+    from voicechat.backup.store import open_store
+
+    settings = _load()
+    with _refusals():
+        store = open_store(settings)
+        backups = store.list()
+    now = datetime.now(UTC)
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "id": b.id,
+                    "created_at": b.created_at.isoformat(),
+                    "age_seconds": int((now - b.created_at).total_seconds()),
+                    "size_bytes": b.size,
+                }
+                for b in backups
+            ]
+        )
+        return
+    if not backups:
+        click.echo(f"no backups in {store.description}")
+        return
+    click.echo(f"{'ID':<20} {'AGE':>10} {'SIZE':>14}")
+    for b in backups:
+        click.echo(f"{b.id:<20} {_age(now - b.created_at):>10} {b.size:>14,}")
+
+
+def _age(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+@backup.command("verify")
+@click.argument("which", metavar="ID|latest")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def backup_verify(which: str, as_json: bool) -> None:
+    """Decrypt a backup and check every part against its manifest; restores nothing."""
+    from voicechat.backup.create import backup_key
+    from voicechat.backup.restore import open_verified, resolve
+    from voicechat.backup.store import open_store
+
+    settings = _load()
+    with _refusals():
+        store = open_store(settings)
+        found = resolve(store, which)
+        verified = open_verified(store, found, backup_key(settings), staging=None)
+    header = verified.header
+    result = {
+        "id": header.id,
+        "created_at": header.created_at,
+        "voicechat_version": header.voicechat_version,
+        "schema_version": header.schema_version,
+        "parts": len(verified.manifest.parts),
+        "files": len(verified.manifest.file_parts),
+        "archive_bytes": verified.archive_bytes,
+        "ok": True,
+    }
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(
+        f"backup {header.id} is intact: {result['parts']} parts ({result['files']} files), "
+        f"schema {header.schema_version:04d}, voicechat {header.voicechat_version}"
+    )
+
+
+@backup.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deleted ids as JSON.")
+def backup_prune(dry_run: bool, as_json: bool) -> None:
+    """Delete backups older than VOICECHAT_BACKUP_RETENTION_DAYS; the newest always stays."""
+    from datetime import UTC, datetime
+
+    from voicechat.backup.store import expired, open_store
+
+    settings = _load()
+    with _refusals():
+        store = open_store(settings)
+        doomed = expired(store.list(), settings.backup_retention_days, datetime.now(UTC))
+        if not dry_run:
+            for b in doomed:
+                store.delete(b.id)
+    if as_json:
+        _emit_json(
+            {
+                "deleted": [] if dry_run else [b.id for b in doomed],
+                "would_delete": [b.id for b in doomed] if dry_run else [],
+            }
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {len(doomed)} backups older than {settings.backup_retention_days} days"
+        + (": " + ", ".join(b.id for b in doomed) if doomed else "")
+    )
+
+
+@backup.command("restore")
+@click.argument("which", metavar="ID|latest")
+@click.option("--stop", is_flag=True, help="Stop the server running on this data dir first.")
+def backup_restore(which: str, stop: bool) -> None:
+    """Restore a backup: database, then files, then configuration; then a health check.
+
+    The whole backup is decrypted and checked before anything is changed.
+    """
+    from voicechat.backup.create import backup_key
+    from voicechat.backup.restore import resolve, restore_backup
+    from voicechat.backup.store import open_store
+
+    settings = _load()
+    configure_logging(settings.log_level, settings.log_format)
+
+    def report(step: str, seconds: float) -> None:
+        click.echo(f"  [{seconds:7.1f} s] {step}")
+
+    with _refusals():
+        store = open_store(settings)
+        found = resolve(store, which)
+        click.echo(f"restoring backup {found.id} from {store.description} to {settings.data_dir}")
+        result = restore_backup(
+            settings, store, found, backup_key(settings), stop_server=stop, report=report
+        )
+    status = result.health.get("status")
+    if status != "ok":
+        down = {
+            name: part.get("detail") or part.get("status")
+            for name, part in (result.health.get("components") or {}).items()
+            if part.get("status") != "ok"
+        }
+        _fail(f"restored, but the health check says {status}: {down or result.health}")
+    click.echo(f"restored backup {result.backup_id}; health: ok")
 
 
 def main() -> None:

@@ -321,6 +321,26 @@ class Settings(BaseSettings):
         le=10,
         description="Attempts per S3 call (botocore standard retries) within its deadline.",
     )
+    # Backups (docs/backup.md). The key is never the master key: a backup holds the master key.
+    backup_url: str | None = Field(
+        None,
+        description="file:///dir or s3://bucket/prefix where `voicechat backup` keeps backups "
+        "(S3 through the VOICECHAT_S3_* settings); on another disk than the data dir.",
+    )
+    backup_key: SecretStr | None = Field(
+        None,
+        description="Base64 of 32 random bytes, or a passphrase of 12 characters or more "
+        "(stretched by Argon2id), that encrypts backups; kept apart from the backups.",
+    )
+    backup_schedule: str = Field(
+        "0 3 * * *", description="When scheduled backups run, cron syntax in UTC."
+    )
+    backup_retention_days: int = Field(
+        30, ge=1, le=3650, description="Days `backup prune` keeps; the newest is always kept."
+    )
+    wal_archive: bool = Field(
+        False, description="Archive WAL for point-in-time recovery (not built yet: off only)."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -384,6 +404,53 @@ class Settings(BaseSettings):
                 raise ValueError("s3:// URLs need a bucket name (s3://bucket)")
         else:
             raise ValueError("must be file:///path or s3://bucket")
+        return value
+
+    @field_validator("backup_url")
+    @classmethod
+    def _backup_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("file://"):
+            if not value.removeprefix("file://").startswith("/"):
+                raise ValueError("file:// URLs need an absolute path (file:///mnt/backups)")
+        elif value.startswith("s3://"):
+            if not value.removeprefix("s3://").split("/", 1)[0]:
+                raise ValueError("s3:// URLs need a bucket name (s3://bucket/prefix)")
+        else:
+            raise ValueError("must be file:///dir or s3://bucket/prefix")
+        return value
+
+    @field_validator("backup_key")
+    @classmethod
+    def _backup_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # The same rule as voicechat.backup.archive.BackupKey.parse (which settings cannot
+        # import without a cycle): a raw key is base64 of exactly 32 bytes.
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32 and (len(text) < 12 or text.lower() in _PLACEHOLDER_SECRETS):
+            raise ValueError(
+                "must be base64 of 32 random bytes, or a passphrase of at least 12 characters"
+            )
+        return value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _cron_shape(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a cron expression of 5 fields, e.g. '0 3 * * *'")
+        return value
+
+    @field_validator("wal_archive")
+    @classmethod
+    def _wal_archive_not_built(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("point-in-time recovery is not built yet; leave it off")
         return value
 
     @field_validator("master_key")
@@ -456,6 +523,15 @@ class Settings(BaseSettings):
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             raise ValueError(
                 "VOICECHAT_S3_ACCESS_KEY_ID and VOICECHAT_S3_SECRET_ACCESS_KEY go together"
+            )
+        if (
+            self.backup_key is not None
+            and self.master_key is not None
+            and self.backup_key.get_secret_value().strip()
+            == self.master_key.get_secret_value().strip()
+        ):
+            raise ValueError(
+                "VOICECHAT_BACKUP_KEY must not be the master key (a backup holds the master key)"
             )
         if self.env is Environment.PRODUCTION:
             if (
@@ -556,5 +632,6 @@ _SECRET_FIELDS = frozenset(
         "jwt_private_key",
         "oidc_providers",
         "s3_secret_access_key",
+        "backup_key",
     }
 )
