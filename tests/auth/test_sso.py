@@ -743,3 +743,21 @@ async def test_a_served_instance_starts_with_a_dead_provider_and_logs_in_through
         tokens["refresh_token"],
     ):
         assert secret not in server.log
+
+
+async def test_guessing_login_codes_is_rate_limited_as_documented(sso_settings: Settings) -> None:
+    # The exchange counts against the per-IP login limit; OpenAPI lists its 429 (the fuzzer
+    # cannot reach it: its server has no SSO provider).
+    app = create_app(sso_settings.model_copy(update={"rate_limit_login_ip": "3/5minutes"}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=API) as api:
+            for _ in range(3):
+                guess = await api.post("/auth/oidc/exchange", json={"login_code": "made-up"})
+                _assert_error(guess, 401, "invalid_login_code")
+            limited = await api.post("/auth/oidc/exchange", json={"login_code": "made-up"})
+            _assert_error(limited, 429, "rate_limited")
+            assert int(limited.headers["retry-after"]) >= 1
+            document = (await api.get("/openapi.json")).json()
+    responses = document["paths"]["/auth/oidc/exchange"]["post"]["responses"]
+    assert responses["429"]["headers"]["Retry-After"]["required"]

@@ -106,6 +106,20 @@ async def test_form_without_a_file_is_422(alice: ApiUser) -> None:
     assert only_field.status_code == 422
 
 
+async def test_a_field_the_form_does_not_have_is_refused(alice: ApiUser, db: Any) -> None:
+    # As JSON bodies refuse unknown fields; the fuzzer's stateful run found it taken (201).
+    response = await alice.post(
+        "/upload",
+        files={"file": ("a.txt", b"one", "text/plain")},
+        data={"\x1bcomment\u00fe": "{}"},
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "unknown field" in error["message"]
+    assert await db.fetchval("SELECT count(*) FROM files") == 0
+
+
 async def test_two_files_are_refused(alice: ApiUser, db: Any) -> None:
     response = await alice.post(
         "/upload",

@@ -55,6 +55,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         # Blank, as an HTML form sends it, is "no channel".
@@ -109,6 +110,11 @@ def _describe_bytes(size: int) -> str:
 _UUID_TEXT = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
+
+
+def _printable(name: str) -> str:
+    """A client's field name, safe to echo in a message (at most 64 printable characters)."""
+    return repr(name[:64]) if not name.isprintable() or len(name) > 64 else name
 
 
 def _parse_channel_id(value: str) -> UUID:
@@ -189,11 +195,13 @@ async def upload(
                 stored = await res.storage.begin(file_id)
             elif isinstance(event, FileEnd):
                 finished = True
-            # An HTML form sends an empty channel_id for "no channel".
-            elif (
-                isinstance(event, FieldValue) and event.name == "channel_id" and event.value.strip()
-            ):
-                await check_channel(_parse_channel_id(event.value))
+            elif isinstance(event, FieldValue):
+                # Unknown fields are refused, as in JSON bodies (api/schemas.py `Body`).
+                if event.name != "channel_id":
+                    raise ValidationFailed(f"{_printable(event.name)}: unknown field")
+                # An HTML form sends an empty channel_id for "no channel".
+                if event.value.strip():
+                    await check_channel(_parse_channel_id(event.value))
         if stored is None or not finished:
             raise ValidationFailed("file: required")
         sniffed = sniff(bytes(head), complete=stored.size == len(head))

@@ -96,7 +96,7 @@ async def oidc_callback(
     return HTMLResponse(page, headers=_PRIVATE_HEADERS)
 
 
-@router.post("/oidc/exchange", response_model=TokenResponse, responses=errors(401, 404, 409))
+@router.post("/oidc/exchange", response_model=TokenResponse, responses=errors(401, 404, 409, 429))
 async def oidc_exchange(body: ExchangeRequest, resources: Res, client: ClientInfo) -> TokenResponse:
     """Trade the one-time `login_code` from the callback for tokens (as a password login)."""
     pair = await _sso(resources).exchange(body.login_code, client=client)
