@@ -1,12 +1,16 @@
 """`voicechat serve`'s uvicorn with a chosen WebSocket implementation, for the gateway benches.
 
 Run as `python -m benches.gateway_server <ws>` (`websockets`, `websockets-sansio`, `wsproto`)
-with the VOICECHAT_* environment of a server whose PostgreSQL and Valkey already run. Every
+with the VOICECHAT_* environment of a server whose PostgreSQL and Valkey already run;
+VOICECHAT_BENCH_PROFILE=<file> writes a cProfile of the run there. Every
 other uvicorn option is the one `voicechat serve` passes, so only the implementation differs.
 """
 
 from __future__ import annotations
 
+import cProfile
+import os
+import signal
 import sys
 
 import uvicorn
@@ -37,4 +41,17 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    profile_to = os.environ.get("VOICECHAT_BENCH_PROFILE")
+    if profile_to:
+        # cProfile of the whole server, written when it stops (py-spy cannot attach here).
+        # uvicorn raises the SIGTERM again once it has shut down: end here, not in the kernel.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            main()
+        finally:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
+    else:
+        main()

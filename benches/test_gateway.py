@@ -78,6 +78,51 @@ def server(
     )
 
 
+# The sandbox's hard RLIMIT_NOFILE is 20,000 and cannot be raised: server and client each
+# hold one descriptor per socket, so 19,000 leaves room for everything else they open.
+IDLE_SOCKETS = int(os.environ.get("VOICECHAT_BENCH_IDLE_SOCKETS", "19000"))
+WS_IMPLEMENTATIONS = ["websockets-sansio", "websockets", "wsproto"]
+
+
+@pytest.fixture
+def ws_server(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+) -> Iterator[LiveServer]:
+    """`benches.gateway_server` (serve's uvicorn options) with the parametrized ws library."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = free_port()
+    log_path = tmp_path / "ws-server.log"
+    env = {
+        **os.environ,
+        "VOICECHAT_PORT": str(port),
+        "VOICECHAT_DATABASE_URL": database_url,
+        "VOICECHAT_VALKEY_URL": clean_valkey,
+        "VOICECHAT_DATA_DIR": str(tmp_path / "bench-data"),
+        "VOICECHAT_LOG_LEVEL": "warning",
+        "VOICECHAT_LOG_FORMAT": "json",
+        "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+        "VOICECHAT_MEDIA_PORT": "0",
+        **UNCAPPED,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(  # noqa: S603  (our own module, a fixed argument)
+            [sys.executable, "-m", "benches.gateway_server", request.param],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_health(server.base_url, timeout=90)
+        yield server
+    finally:
+        server.stop()
+
+
 class Fleet:
     """Many authenticated sockets, each recording when it saw each marked message."""
 
@@ -134,6 +179,20 @@ async def _setup(server: LiveServer, http: httpx.AsyncClient) -> tuple[list[str]
 @pytest.mark.parametrize("sockets", [100, 1000])
 @pytest.mark.benchmark(group="gateway-delivery")
 def test_message_new_delivery(
+    benchmark: Any, server: LiveServer, loop: asyncio.AbstractEventLoop, sockets: int
+) -> None:
+    _delivery(benchmark, server, loop, sockets)
+
+
+@pytest.mark.parametrize("ws_server", WS_IMPLEMENTATIONS, indirect=True)
+@pytest.mark.benchmark(group="gateway-delivery-by-ws")
+def test_message_new_delivery_by_ws_implementation(
+    benchmark: Any, ws_server: LiveServer, loop: asyncio.AbstractEventLoop
+) -> None:
+    _delivery(benchmark, ws_server, loop, 1000)
+
+
+def _delivery(
     benchmark: Any, server: LiveServer, loop: asyncio.AbstractEventLoop, sockets: int
 ) -> None:
     ws_url = server.base_url.replace("http://", "ws://") + "/ws"
@@ -212,59 +271,14 @@ def test_reference_valkey_publish_subscribe(
     loop.run_until_complete(subscriber.aclose())
 
 
-# The sandbox's hard RLIMIT_NOFILE is 20,000 and cannot be raised: server and client each
-# hold one descriptor per socket, so 19,000 leaves room for everything else they open.
-IDLE_SOCKETS = int(os.environ.get("VOICECHAT_BENCH_IDLE_SOCKETS", "19000"))
-WS_IMPLEMENTATIONS = ["websockets-sansio", "websockets", "wsproto"]
-
-
-@pytest.fixture
-def ws_server(
-    request: pytest.FixtureRequest,
-    database_url: str,
-    clean_valkey: str,
-    tmp_path: Path,
-) -> Iterator[LiveServer]:
-    """`benches.gateway_server` (serve's uvicorn options) with the parametrized ws library."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    port = free_port()
-    log_path = tmp_path / "ws-server.log"
-    env = {
-        **os.environ,
-        "VOICECHAT_PORT": str(port),
-        "VOICECHAT_DATABASE_URL": database_url,
-        "VOICECHAT_VALKEY_URL": clean_valkey,
-        "VOICECHAT_DATA_DIR": str(tmp_path / "bench-data"),
-        "VOICECHAT_LOG_LEVEL": "warning",
-        "VOICECHAT_LOG_FORMAT": "json",
-        "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
-        "VOICECHAT_MEDIA_PORT": "0",
-        **UNCAPPED,
-    }
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: S603  (our own module, a fixed argument)
-            [sys.executable, "-m", "benches.gateway_server", request.param],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_for_health(server.base_url, timeout=90)
-        yield server
-    finally:
-        server.stop()
-
-
-async def _open_many(fleet: Fleet, ws_url: str, token: str, count: int) -> None:
+async def _open_many(fleet: Fleet, ws_url: str, tokens: list[str], count: int) -> None:
     gate = asyncio.Semaphore(100)
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         async with gate:
-            await fleet.open(ws_url, [token], 1)
+            await fleet.open(ws_url, [tokens[i % len(tokens)]], 1)
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(i) for i in range(count)))
 
 
 @pytest.mark.parametrize("ws_server", WS_IMPLEMENTATIONS, indirect=True)
@@ -276,12 +290,17 @@ def test_idle_sockets_and_memory(
     ws_url = server.base_url.replace("http://", "ws://") + "/ws"
     http = httpx.AsyncClient(base_url=server.base_url, timeout=30)
     process = psutil.Process(server.process.pid)
-    token = loop.run_until_complete(register(http, "idle"))["access_token"]
+    # A user holds at most 10,000 sockets (the setting's ceiling): one user per 5,000.
+    tokens = [
+        loop.run_until_complete(register(http, f"idle{i}"))["access_token"]
+        for i in range(IDLE_SOCKETS // 5000 + 1)
+    ]
+    token = tokens[0]
     fleet = Fleet()
     loop.run_until_complete(fleet.open(ws_url, [token], 20))
     before = process.memory_info().rss
     started = time.perf_counter()
-    loop.run_until_complete(_open_many(fleet, ws_url, token, IDLE_SOCKETS))
+    loop.run_until_complete(_open_many(fleet, ws_url, tokens, IDLE_SOCKETS))
     opened = time.perf_counter() - started
     loop.run_until_complete(asyncio.sleep(2))
     after = process.memory_info().rss
@@ -298,6 +317,7 @@ def test_idle_sockets_and_memory(
         while '"pong"' not in str(await probe.recv()):
             pass
 
+    assert len(fleet.sockets) == IDLE_SOCKETS + 20
     # With every socket held, the instance still answers: a ping round trip.
     benchmark.pedantic(lambda: loop.run_until_complete(ping()), rounds=5, iterations=1)
     benchmark.extra_info.update(

@@ -20,7 +20,7 @@ from tests.utils.auth import bearer, register
 from tests.utils.net import free_port
 from voicechat.api import create_app
 from voicechat.api.resources import Resources
-from voicechat.gateway import MAX_FRAME_BYTES
+from voicechat.gateway import MAX_FRAME_BYTES, WS_IMPLEMENTATION
 from voicechat.settings import Settings
 
 
@@ -45,6 +45,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[Served]:
         port=port,
         log_config=None,
         access_log=False,
+        ws=WS_IMPLEMENTATION,
         ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
     )

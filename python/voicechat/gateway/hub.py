@@ -52,6 +52,7 @@ from voicechat.gateway.protocol import (
 )
 from voicechat.gateway.socket import Socket, TokenBucket
 from voicechat.gateway.visibility import channels_visible_to, users_who_see
+from voicechat.gateway.websocket_protocol import encode_text_frame
 from voicechat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -402,10 +403,12 @@ class Gateway:
             return
         if not audience:
             return
+        # Encoded once (JSON, then the WebSocket frame) for every socket that receives it.
         frame = notification_frame(event.method, event.params)
+        encoded = encode_text_frame(frame)
         for user in audience:
             for socket in list(user.sockets):
-                socket.push(frame)
+                socket.push(frame, encoded)
 
     async def _audience(self, event: Event) -> list[LocalUser]:
         if event.method.startswith(ROLE_EVENT_PREFIXES):

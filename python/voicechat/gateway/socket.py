@@ -6,6 +6,10 @@ exist only while something waits to be sent, so an idle socket costs no task and
 (the memory per idle socket is what bounds how many one instance holds). Fan-out only ever
 calls :meth:`Socket.push`, which never waits: when the outbox is full the socket is closed as
 a slow consumer, so one client that does not read cannot hold up the events of anyone else.
+
+When the server offers it (`websocket_protocol.ENCODED_FRAMES`, `voicechat serve`'s protocol)
+and nothing waits in the outbox, `push` writes the frame's encoded bytes to the connection at
+once: no task, no coroutine, and one encoding of an event for all its sockets.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from voicechat.gateway.protocol import (
     parse_request,
     result_frame,
 )
+from voicechat.gateway.websocket_protocol import ENCODED_FRAMES, FrameWriter, encode_text_frame
 from voicechat.outages import outage_of
 
 if TYPE_CHECKING:
@@ -95,6 +100,7 @@ class Socket:
         "_outbox",
         "_reader",
         "_receiving",
+        "_write_encoded",
         "_writer",
         "auth",
         "closing",
@@ -127,18 +133,35 @@ class Socket:
         # is something to send, so an idle socket holds neither (docs/performance.md).
         self._outbox: deque[str] | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Writes encoded frames straight to the connection (None: the server has no such
+        # extension; every frame goes through ASGI).
+        self._write_encoded: FrameWriter | None = websocket.scope.get("extensions", {}).get(
+            ENCODED_FRAMES
+        )
         # The task reading the socket, and whether it waits for a frame (then `close_soon`
         # interrupts the wait; otherwise the reader sees `closing` after the current request).
         self._reader: asyncio.Task[object] | None = None
         self._receiving = False
         self._interrupted = False
 
-    def push(self, frame: str) -> None:
-        """Queue a frame for sending; never waits. A full queue closes the socket (4009)."""
+    def push(self, frame: str, encoded: bytes | None = None) -> None:
+        """Send a frame now, or queue it; never waits. A full queue closes the socket (4009).
+
+        Args:
+            frame: the text frame.
+            encoded: the frame's bytes on the wire (`encode_text_frame`), when the caller
+                sends the same frame to many sockets and encoded it once.
+        """
         if self.closing is not None:
             return
         outbox = self._outbox
         if outbox is None:
+            # Nothing waits ahead of it: written at once if the connection can take it.
+            write = self._write_encoded
+            if write is not None and write(
+                encoded if encoded is not None else encode_text_frame(frame)
+            ):
+                return
             outbox = self._outbox = deque()
         elif len(outbox) >= self.config.send_queue_size:
             log.info("gateway socket %s closed: send queue full", self.id)
