@@ -239,6 +239,8 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             "VOICECHAT_LOG_FORMAT": "json",
             "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
             "VOICECHAT_MEDIA_PORT": "0",
+            # One process with the SFU inside unless a test asks for workers (test_workers.py).
+            "VOICECHAT_WORKERS": "1",
         }
         full_env.update(env or {})
         with log_path.open("wb") as log_file:

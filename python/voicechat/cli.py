@@ -7,6 +7,7 @@ ends the process with one line naming the variable and exit status 2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -176,46 +177,139 @@ def cli() -> None:
 def serve(**flags: Any) -> None:
     """Run the API (and, unless configured otherwise, embedded PostgreSQL and Valkey).
 
-    Stops everything it started on Ctrl-C or SIGTERM.
+    With several workers (VOICECHAT_WORKERS, default one per core) the API runs in that many
+    processes sharing the port, and the SFU in one voice node process beside them. Stops
+    everything it started on Ctrl-C or SIGTERM.
     """
-    import uvicorn
-
-    from voicechat.api import create_app
-    from voicechat.api.http_limits import uvicorn_options
-    from voicechat.gateway import MAX_FRAME_BYTES, WS_IMPLEMENTATION
+    from voicechat.api.workers import worker_count
 
     settings = _load(**flags)
     configure_logging(settings.log_level, settings.log_format)
     _prepare_data_dir(settings)
+    workers = worker_count(settings)
     click.echo(f"voicechat {__version__} ({settings.env.value})")
     click.echo(f"  data dir  {settings.data_dir}")
     try:
         with _shutdown_on_signals(), _backing_services(settings) as resolved:
             click.echo(f"  files     {resolved.storage_url or resolved.files_dir}")
-            click.echo(f"  api       http://{_url_host(resolved.host)}:{resolved.port}")
-            config = uvicorn.Config(
-                create_app(resolved),
-                host=resolved.host,
-                port=resolved.port,
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                ws=WS_IMPLEMENTATION,
-                ws_max_size=MAX_FRAME_BYTES,
-                # Compressing each event once per socket costs more CPU and memory than the
-                # fan-out itself (docs/gateway.md); TLS at the proxy, frames stay small.
-                ws_per_message_deflate=False,
-                # Request line, header, body and slow-client limits; proxies: api/proxies.py.
-                **uvicorn_options(resolved),
-            )
-            server = uvicorn.Server(config)
-            server.run()
-            if not server.started:
-                _fail(f"the API did not start on {resolved.host}:{resolved.port} (see the log)")
+            if workers == 1:
+                _serve_one_process(resolved)
+            else:
+                _serve_workers(resolved, workers)
     except ShutdownRequested as why:
         click.echo(f"voicechat: stopped ({why})", err=True)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from voicechat.api.http_limits import uvicorn_options
+    from voicechat.gateway import MAX_FRAME_BYTES, WS_IMPLEMENTATION
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "ws": WS_IMPLEMENTATION,
+        "ws_max_size": MAX_FRAME_BYTES,
+        # Compressing each event once per socket costs more CPU and memory than the fan-out
+        # itself (docs/gateway.md); TLS at the proxy, frames stay small.
+        "ws_per_message_deflate": False,
+        # Request line, header, body and slow-client limits; proxies: api/proxies.py.
+        **uvicorn_options(settings),
+    }
+
+
+def _serve_one_process(resolved: Settings) -> None:
+    import uvicorn
+
+    from voicechat.api import create_app
+
+    click.echo(f"  api       http://{_url_host(resolved.host)}:{resolved.port}")
+    server = uvicorn.Server(uvicorn.Config(create_app(resolved), **_uvicorn_options(resolved)))
+    server.run()
+    if not server.started:
+        _fail(f"the API did not start on {resolved.host}:{resolved.port} (see the log)")
+
+
+def _serve_workers(resolved: Settings, workers: int) -> None:
+    """The port bound here, shared state prepared once, then the worker supervisor."""
+    from functools import partial
+
+    import uvicorn
+
+    from voicechat.api.workers import WorkerApp, WorkerSupervisor, spawn_voice_node
+
+    _prepare_shared_state(resolved)
+    # The SFU cannot be split across workers: one voice node process holds every call and the
+    # workers drive it over Valkey (api/workers.py says more).
+    own_voice_node = resolved.voice_mode == "embedded"
+    for_workers = (
+        resolved.model_copy(update={"voice_mode": "remote"}) if own_voice_node else resolved
+    )
+    config = uvicorn.Config(
+        WorkerApp(for_workers), factory=True, workers=workers, **_uvicorn_options(resolved)
+    )
+    try:
+        listening = config.bind_socket()
+    except SystemExit:
+        _fail(f"cannot listen on {resolved.host}:{resolved.port} (see the log)")
+    click.echo(f"  api       http://{_url_host(resolved.host)}:{resolved.port} ({workers} workers)")
+    if own_voice_node:
+        click.echo("  voice     one voice node process for every worker (docs/voice.md)")
+    supervisor = WorkerSupervisor(
+        config,
+        [listening],
+        voice_node=partial(spawn_voice_node, _voice_node_main, resolved)
+        if own_voice_node
+        else None,
+    )
+    try:
+        supervisor.run()
+    finally:
+        listening.close()
+    if supervisor.stopped_by is None:
+        _fail("the API workers did not start (see the log)")
+    click.echo(f"voicechat: stopped ({supervisor.stopped_by})", err=True)
+
+
+def _prepare_shared_state(settings: Settings) -> None:
+    """What workers must not race over: the development keys and the schema migrations."""
+    import asyncpg
+
+    from voicechat.db import apply_migrations
+    from voicechat.db.pool import dedicated_connection
+    from voicechat.errors import MigrationError
+    from voicechat.server_keys import load_server_keys
+
+    load_server_keys(settings)
+    assert settings.database_url is not None
+    dsn = settings.database_url.get_secret_value()
+
+    async def migrate() -> None:
+        async with dedicated_connection(dsn, connect_timeout=settings.db_connect_timeout) as conn:
+            for migration in await apply_migrations(conn):
+                log.info("schema migrated to %04d_%s", migration.version, migration.name)
+
+    try:
+        asyncio.run(migrate())
+    except MigrationError as exc:
+        _fail(f"migration refused: {exc}")
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        # The class and errno say enough; the message could echo the DSN.
+        _fail(f"cannot reach the database: {type(exc).__name__} {getattr(exc, 'errno', '')}")
+
+
+def _voice_node_main(settings: Settings) -> None:
+    """The voice node process `serve` runs beside its workers (a spawned interpreter)."""
+    from voicechat.api.workers import die_with_parent
+
+    die_with_parent()
+    configure_logging(settings.log_level, settings.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_voice_node(settings))
 
 
 @cli.command()

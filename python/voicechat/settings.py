@@ -98,6 +98,15 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", min_length=1, description="Address the HTTP API binds.")
     port: Port = Field(8080, description="TCP port of the HTTP API.")
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description=(
+            "API worker processes of `voicechat serve` sharing the port (0: one per usable "
+            "core; 1: one process, SFU inside it). docs/architecture.md, Processes."
+        ),
+    )
     data_dir: Path = Field(default_factory=default_data_dir, description="Local state.")
     env: Environment = Field(Environment.DEVELOPMENT, description="development or production.")
     database_url: SecretStr | None = Field(
