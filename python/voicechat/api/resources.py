@@ -81,6 +81,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         try:
             auth = AuthService(settings, server_keys, pool, cache)
+            await auth.start()
             # Providers are discovered on first use: one that is down must not stop start-up.
             sso = SsoService(settings, pool, cache, auth) if settings.oidc_providers else None
             events = EventBus(cache)
@@ -112,6 +113,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 await sweeper.stop()
                 await voice.stop()
                 await gateway.stop()
+                await auth.stop()
                 if sso is not None:
                     await sso.aclose()
         finally:

@@ -12,6 +12,7 @@ from typing import Literal
 from uuid import UUID
 
 from voicechat.auth import mfa
+from voicechat.auth.live_sessions import LiveSessions
 from voicechat.auth.passwords import Passwords
 from voicechat.auth.ratelimit import RateLimiter
 from voicechat.auth.sessions import SessionInfo, SessionStore
@@ -91,7 +92,16 @@ class AuthService:
             ttl_seconds=settings.refresh_token_ttl,
             grace_seconds=settings.refresh_grace_seconds,
         )
+        self.live = LiveSessions(cache, self.sessions)
         self.limits = RateLimiter(cache)
+
+    async def start(self) -> None:
+        """Start following revocations (cached session verdicts) and writing "last used"."""
+        await self.live.start()
+
+    async def stop(self) -> None:
+        """Stop those tasks; pending "last used" times are written first."""
+        await self.live.stop()
 
     # -- registration and login ---------------------------------------------------------
 
@@ -348,15 +358,20 @@ class AuthService:
     async def authenticate(self, access_token: str) -> Authenticated:
         """Verify an access token and that its session is still live.
 
+        Both answers come from memory when they can: a token's signature is checked once
+        (auth/tokens.py), and a session's verdict is kept for at most a second and dropped as
+        soon as any process ends the session (auth/live_sessions.py).
+
         Raises:
             Unauthorized: bad token, or its session was revoked.
         """
         claims = self.tokens.verify(access_token)
-        owner = await self.sessions.touch(claims.session_id)
+        owner = await self.live.owner(claims.session_id)
         if owner is None or owner != claims.user_id:
             raise Unauthorized(
                 "the session has ended; log in again", code=ErrorCode.SESSION_REVOKED
             )
+        self.live.used(claims.session_id)
         return Authenticated(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
 
     async def refresh(self, refresh_token: str, *, client: Client) -> TokenPair:
@@ -429,6 +444,8 @@ class AuthService:
 
     async def _end_session(self, session_id: UUID, client: Client, event: str) -> None:
         user_id = await self.sessions.revoke(session_id)
+        # This process refuses the session at once; the others on the revocation message.
+        self.live.forget(session_id)
         async with self._db.acquire() as conn:
             await SessionRepository(conn).revoked(session_id)
             await AuditLog(conn).record(

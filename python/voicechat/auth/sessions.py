@@ -51,6 +51,18 @@ redis.call('SET', prefix .. 'refresh:' .. fresh, sid, 'EX', ttl)
 return {'rotated', sid, user_id}
 """
 
+# KEYS: session hashes; ARGV: the matching "last used" times.
+_TOUCH = """
+for i, key in ipairs(KEYS) do
+  local used = redis.call('HGET', key, 'last_used_at')
+  if used and tonumber(used) < tonumber(ARGV[i]) then
+    redis.call('HSET', key, 'last_used_at', ARGV[i])
+  end
+end
+return 0
+"""
+_TOUCH_BATCH = 500
+
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
@@ -87,6 +99,7 @@ class SessionStore:
         self.ttl_seconds = ttl_seconds
         self.grace_seconds = grace_seconds
         self._rotate = cache.register_script(_ROTATE)
+        self._touch = cache.register_script(_TOUCH)
 
     async def create(self, user_id: UUID, *, ip: str, user_agent: str) -> tuple[UUID, str]:
         """Open a session; returns its id and first refresh token."""
@@ -148,17 +161,25 @@ class SessionStore:
         user_id = await self._cache.hget(keys.session(UUID(_text(session_id))), "user_id")
         return None if user_id is None else UUID(_text(user_id))
 
-    async def touch(self, session_id: UUID) -> UUID | None:
-        """The session's user if it is live (and mark it used), else None. One round trip."""
-        async with self._cache.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.session(session_id), "user_id")
-            pipe.hset(keys.session(session_id), "last_used_at", str(int(time.time())))
-            user_id, _ = await pipe.execute()
-        if user_id is None:
-            # HSET on a missing key created a stray one-field hash: remove it.
-            await self._cache.delete(keys.session(session_id))
-            return None
-        return UUID(_text(user_id))
+    async def owner(self, session_id: UUID) -> UUID | None:
+        """The session's user if it is live, else None. One round trip, nothing written."""
+        user_id = await self._cache.hget(keys.session(session_id), "user_id")
+        return None if user_id is None else UUID(_text(user_id))
+
+    async def mark_used(self, last_used: Mapping[UUID, int]) -> None:
+        """Record when sessions were last used (unix seconds), in batches of 500.
+
+        Requests do not write "last used" themselves (auth/live_sessions.py collects it and
+        calls this every few seconds). A session that ended meanwhile is left alone: the script
+        writes only to a hash that still exists, and never moves the time backwards.
+        """
+        items = list(last_used.items())
+        for start in range(0, len(items), _TOUCH_BATCH):
+            batch = items[start : start + _TOUCH_BATCH]
+            await self._touch(
+                keys=[keys.session(session_id) for session_id, _ in batch],
+                args=[used for _, used in batch],
+            )
 
     async def get(self, session_id: UUID) -> SessionInfo | None:
         """The session, if live."""
@@ -194,6 +215,9 @@ class SessionStore:
             if info is not None:
                 pipe.srem(keys.user_sessions(info.user_id), str(session_id))
             # The refresh keys stay: presenting one now finds no session and is refused.
+            # Every API process drops its cached verdict on this message (after the DEL, in
+            # the same transaction, so a process that reads again sees the session gone).
+            pipe.publish(keys.session_revocations(), str(session_id))
             await pipe.execute()
         return None if info is None else info.user_id
 

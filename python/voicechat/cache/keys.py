@@ -25,6 +25,12 @@ def user_sessions(user_id: UUID | str) -> str:
     return f"{PREFIX}user:{user_id}:sessions"
 
 
+def session_revocations() -> str:
+    """Pub/sub channel: the id of each session just ended (logout, revocation, refresh-token
+    reuse). Every API process subscribes and drops its cached verdict (auth/live_sessions.py)."""
+    return f"{PREFIX}sessions:revoked"
+
+
 def refresh_token(token_hash: str) -> str:
     """String: the session a (hashed) refresh token belongs to; TTL 7 days."""
     return f"{PREFIX}refresh:{token_hash}"
