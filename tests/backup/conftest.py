@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.files.conftest import s3_server  # noqa: F401 - the moto server fixture
 from tests.utils.dirs import service_dir
 from voicechat.cli import cli
 
