@@ -590,15 +590,14 @@ def backup_prune(dry_run: bool, as_json: bool) -> None:
     """Delete backups older than VOICECHAT_BACKUP_RETENTION_DAYS; the newest always stays."""
     from datetime import UTC, datetime
 
-    from voicechat.backup.store import expired, open_store
+    from voicechat.backup.store import expired, open_store, prune
 
     settings = _load()
     with _refusals():
         store = open_store(settings)
-        doomed = expired(store.list(), settings.backup_retention_days, datetime.now(UTC))
-        if not dry_run:
-            for b in doomed:
-                store.delete(b.id)
+        now = datetime.now(UTC)
+        days = settings.backup_retention_days
+        doomed = expired(store.list(), days, now) if dry_run else prune(store, days, now)
     if as_json:
         _emit_json(
             {

@@ -127,17 +127,17 @@ def build_community(http: httpx.Client) -> Community:
             201,
         )
 
-    content = FILE_MARKER + os.urandom(150_000)
+    report = FILE_MARKER + os.urandom(150_000)
     upload = _ok(
         http.post(
             "/upload",
             headers=auth["alice"],
-            files={"file": ("report.bin", content, "application/octet-stream")},
+            files={"file": ("report.bin", report, "application/octet-stream")},
             data={"channel_id": general["id"]},
         ),
         201,
     )
-    made.file_bytes[upload["id"]] = content
+    made.file_bytes[upload["id"]] = report
     _ok(
         http.post(
             f"/channels/{general['id']}/messages",
@@ -206,7 +206,9 @@ def read_back(http: httpx.Client, made: Community, *, sign_in_again: bool) -> di
             before: str | None = None
             chunks: list[Any] = []
             while True:
-                params = {"limit": 10, **({"before": before} if before else {})}
+                params: dict[str, str | int] = {"limit": 10}
+                if before:
+                    params["before"] = before
                 page = _ok(
                     http.get(f"/channels/{channel['id']}/messages", headers=auth, params=params)
                 )

@@ -309,3 +309,12 @@ def expired(backups: list[StoredBackup], retention_days: int, now: datetime) -> 
     newest = max(backups, key=lambda b: b.created_at)
     cutoff = now - timedelta(days=retention_days)
     return [b for b in backups if b.created_at < cutoff and b is not newest]
+
+
+def prune(store: BackupStore, retention_days: int, now: datetime) -> list[StoredBackup]:
+    """Delete the backups older than `retention_days` at `now` (never the newest); returns
+    them."""
+    doomed = expired(store.list(), retention_days, now)
+    for backup in doomed:
+        store.delete(backup.id)
+    return doomed
