@@ -649,6 +649,51 @@ def backup_restore(which: str, stop: bool) -> None:
     click.echo(f"restored backup {result.backup_id}; health: ok")
 
 
+@backup.command("run-scheduler")
+def backup_run_scheduler() -> None:
+    """Make the scheduled backups (VOICECHAT_BACKUP_SCHEDULE) in this process, until stopped.
+
+    For a backup container beside the API; `voicechat serve` runs the same scheduler. Several
+    may run: one takes each scheduled time (a Valkey lock).
+    """
+    settings = _load()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.valkey_url is None:
+        _fail("VOICECHAT_VALKEY_URL is required (the schedulers meet there)", EXIT_CONFIG)
+    with _refusals():
+        from voicechat.backup.create import backup_key
+        from voicechat.backup.store import open_store
+
+        backup_key(settings)
+        open_store(settings)
+    asyncio.run(_run_backup_scheduler(settings))
+
+
+async def _run_backup_scheduler(settings: Settings) -> None:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from voicechat.backup.schedule import BackupScheduler, next_run
+    from voicechat.cache import create_cache
+
+    assert settings.valkey_url is not None
+    cache = create_cache(settings.valkey_url.get_secret_value(), max_connections=4)
+    scheduler = BackupScheduler(settings, cache, instance_id=f"scheduler-{uuid4().hex[:8]}")
+    first = next_run(settings.backup_schedule, datetime.now(UTC))
+    click.echo(f"voicechat {__version__} backup scheduler: next backup at {first:%Y-%m-%d %H:%M}Z")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        await scheduler.stop()
+        await cache.aclose()
+    click.echo("voicechat: backup scheduler stopped", err=True)
+
+
 def main() -> None:
     """Entry point of the `voicechat` script."""
     cli(prog_name="voicechat")

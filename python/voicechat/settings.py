@@ -451,7 +451,9 @@ class Settings(BaseSettings):
     @field_validator("backup_schedule")
     @classmethod
     def _cron_shape(cls, value: str) -> str:
-        if len(value.split()) != 5:
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError("must be a cron expression of 5 fields, e.g. '0 3 * * *'")
         return value
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from voicechat.api import metrics
 from voicechat.api.resources import Resources
+from voicechat.backup.schedule import read_status
 from voicechat.db.pool import ping
 from voicechat.errors import VoicechatError
 
@@ -65,6 +67,10 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> ComponentHealth:
     )
 
 
+def _timestamp(moment: datetime | None) -> float:
+    return moment.timestamp() if moment is not None else 0.0
+
+
 async def check_health(resources: Resources) -> Health:
     """Probe PostgreSQL, Valkey, storage, the native module and voice concurrently.
 
@@ -93,8 +99,27 @@ async def check_health(resources: Resources) -> Health:
         # or an error. Remote: the voice nodes whose heartbeat is alive.
         return await resources.voice.plane.probe()
 
-    names = ("postgres", "valkey", "storage", "native", resources.voice.plane.component)
-    probes = (postgres, valkey, storage, native, voice)
+    async def backup() -> str:
+        # What the scheduler recorded (docs/backup.md): degraded after a failure or a day
+        # without a backup; present only where backups are configured.
+        status = await read_status(resources.cache)
+        metrics.BACKUP_LAST_SUCCESS.set(_timestamp(status.last_success_at))
+        metrics.BACKUP_LAST_FAILURE.set(_timestamp(status.last_failure_at))
+        problem = status.problem(datetime.now(UTC))
+        if problem is not None:
+            raise VoicechatError(problem)
+        return f"last {status.last_success_id}" if status.last_success_id else "no backup yet"
+
+    names: tuple[str, ...] = (
+        "postgres",
+        "valkey",
+        "storage",
+        "native",
+        resources.voice.plane.component,
+    )
+    probes: tuple[Callable[[], Awaitable[Any]], ...] = (postgres, valkey, storage, native, voice)
+    if resources.settings.backup_url is not None:
+        names, probes = (*names, "backup"), (*probes, backup)
     results = await asyncio.gather(*(_check(p) for p in probes))
     components = dict(zip(names, results, strict=True))
     for name, component in components.items():

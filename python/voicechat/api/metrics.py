@@ -35,6 +35,16 @@ COMPONENT_UP = Gauge(
     ["component"],
     registry=REGISTRY,
 )
+BACKUP_LAST_SUCCESS = Gauge(
+    "voicechat_backup_last_success_timestamp_seconds",
+    "Unix time of the last scheduled backup that succeeded (0: none yet), as of the last /health.",
+    registry=REGISTRY,
+)
+BACKUP_LAST_FAILURE = Gauge(
+    "voicechat_backup_last_failure_timestamp_seconds",
+    "Unix time of the last scheduled backup that failed (0: none), as of the last /health.",
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge(
     "voicechat_build_info",
     "Always 1; labels carry the versions.",

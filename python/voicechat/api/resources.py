@@ -14,6 +14,7 @@ from uuid import uuid4
 
 from voicechat.auth.service import AuthService
 from voicechat.auth.sso import SsoService
+from voicechat.backup.schedule import BackupScheduler
 from voicechat.cache import Cache, create_cache
 from voicechat.db import apply_migrations, create_pool
 from voicechat.db.pool import Pool, dedicated_connection
@@ -93,8 +94,17 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             sweeper = UploadSweeper(pool, storage, timedelta(hours=settings.upload_retention_hours))
             voice = VoiceService(settings, pool, cache, gateway)
             await voice.start()
+            # Scheduled backups (docs/backup.md): every instance runs the scheduler, one takes
+            # each scheduled time (a Valkey SET NX).
+            scheduler = (
+                BackupScheduler(settings, cache, instance_id=instance_id)
+                if settings.backup_url is not None and settings.backup_key is not None
+                else None
+            )
             try:
                 sweeper.start()
+                if scheduler is not None:
+                    scheduler.start()
                 yield Resources(
                     settings=settings,
                     keys=server_keys,
@@ -110,6 +120,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     instance_id=instance_id,
                 )
             finally:
+                if scheduler is not None:
+                    await scheduler.stop()
                 await sweeper.stop()
                 await voice.stop()
                 await gateway.stop()

@@ -35,7 +35,33 @@ def settings_snapshot(settings: Settings) -> dict[str, Any]:
     """Every setting that was given (not left at its default), secrets in the clear, except the
     backup key itself: whoever can open the backup has it already, and it must live elsewhere."""
     names = sorted(settings.model_fields_set - {"backup_key"})
-    return {name: _plain(getattr(settings, name)) for name in names}
+    snapshot = {name: _plain(getattr(settings, name)) for name in names}
+    for name in ("database_url", "valkey_url"):
+        if is_embedded(settings, name):
+            # `serve` filled in the URL of the embedded server it started: not configuration,
+            # and a restored data dir gets servers (and passwords) of its own.
+            snapshot.pop(name, None)
+    return snapshot
+
+
+_EMBEDDED_PASSWORDS = {
+    "database_url": Path("postgres") / "voicechat.password",
+    "valkey_url": Path("valkey") / "password",
+}
+
+
+def is_embedded(settings: Settings, name: str) -> bool:
+    """Whether `database_url` / `valkey_url` is unset or the embedded server's own (as `serve`
+    resolves it for the app)."""
+    value = getattr(settings, name)
+    if value is None:
+        return True
+    try:
+        password = (settings.data_dir / _EMBEDDED_PASSWORDS[name]).read_text().strip()
+    except OSError:
+        return False
+    url = value.get_secret_value()
+    return bool(password) and f":{password}@127.0.0.1:" in url
 
 
 def env_file_text(snapshot: dict[str, Any]) -> str:

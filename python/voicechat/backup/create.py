@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from voicechat import __version__
 from voicechat.backup import parts
 from voicechat.backup.archive import BackupKey, BackupRefused, SealingWriter
-from voicechat.backup.config import ensure_data_dir, settings_snapshot
+from voicechat.backup.config import ensure_data_dir, is_embedded, settings_snapshot
 from voicechat.backup.postgres import Database, LibpqTarget, database, require_tool_not_older, tool
 from voicechat.backup.store import BackupStore, new_backup_id, open_store, s3_client
 from voicechat.db import schema_version
@@ -242,7 +242,7 @@ def create_backup(
             schema_version=dump.schema_version,
             postgres_major=dump.postgres_major,
             pg_dump_major=dump.pg_dump_major,
-            database="external" if settings.database_url is not None else "embedded",
+            database="embedded" if is_embedded(settings, "database_url") else "external",
             storage=source.kind,
         )
         manifest = parts.Manifest(header)

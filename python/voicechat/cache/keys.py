@@ -157,3 +157,18 @@ def voice_room_pin(channel_id: UUID | str) -> str:
 def voice_inbox(instance_id: str) -> str:
     """Pub/sub channel: replies and SFU events from voice nodes for one API instance."""
     return f"{PREFIX}voice:inbox:{instance_id}"
+
+
+def backup_status() -> str:
+    """Hash: the last scheduled backup's outcome (`last_success_at`, `last_success_id`,
+    `last_failure_at`, `last_error`), read by every instance's /health and /metrics."""
+    return f"{PREFIX}backup:status"
+
+
+def backup_slot(slot: str) -> str:
+    """String with a TTL: the instance that took one scheduled backup time (SET NX), so one
+    instance makes it however many run."""
+    return f"{PREFIX}backup:slot:{slot}"
+
+
+BACKUP_SLOT_TTL_SECONDS = 2 * 24 * 3600

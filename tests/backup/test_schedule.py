@@ -1,0 +1,124 @@
+"""The schedule: cron times, one instance per scheduled time, the outcome in /health and
+/metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.backup.community import SECRET_MESSAGE
+from tests.utils.auth import api_user
+from voicechat.api import create_app
+from voicechat.backup.archive import BackupRefused
+from voicechat.backup.schedule import BackupScheduler, next_run
+from voicechat.backup.store import LocalStore
+from voicechat.cache import keys
+from voicechat.settings import Settings, SettingsError, load_settings
+
+
+def test_next_run_follows_the_cron_schedule() -> None:
+    at = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
+    assert next_run("0 3 * * *", at) == datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
+    assert next_run("*/15 * * * *", at) == datetime(2026, 12, 3, 5, 15, tzinfo=UTC)
+    with pytest.raises(SettingsError, match="VOICECHAT_BACKUP_SCHEDULE"):
+        load_settings(backup_schedule="0 25 * * *")
+
+
+async def test_one_instance_makes_each_scheduled_backup(
+    settings_factory: Callable[..., Settings], clean_valkey: str
+) -> None:
+    made: list[str] = []
+
+    def make(settings: Settings) -> str:
+        made.append("backup")
+        return "20261203T030000Z"
+
+    settings = settings_factory(valkey_url=clean_valkey)
+    cache = Redis.from_url(clean_valkey)
+    try:
+        schedulers = [
+            BackupScheduler(settings, cache, instance_id=f"api-{n}", make_backup=make)
+            for n in range(4)
+        ]
+        due = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
+        fired = await asyncio.gather(*(s.fire(due) for s in schedulers))
+        assert sorted(fired) == [False, False, False, True]
+        assert made == ["backup"]
+        # The next scheduled time is taken afresh.
+        fired = await asyncio.gather(*(s.fire(due + timedelta(days=1)) for s in schedulers))
+        assert fired.count(True) == 1
+        assert made == ["backup", "backup"]
+    finally:
+        await cache.aclose()
+
+
+async def test_health_and_metrics_show_the_last_backup(
+    settings_factory: Callable[..., Settings],
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+) -> None:
+    settings = settings_factory(
+        database_url=database_url,
+        valkey_url=clean_valkey,
+        backup_url=f"file://{tmp_path / 'backups'}",
+        backup_key=base64.b64encode(os.urandom(32)).decode(),
+    )
+    app = create_app(settings)
+    cache = Redis.from_url(clean_valkey)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        health = (await http.get("/health")).json()
+        assert health["components"]["backup"] == {
+            "status": "ok",
+            "latency_ms": health["components"]["backup"]["latency_ms"],
+            "detail": "no backup yet",
+        }
+        alice = await api_user(http, "alice")
+        channel = await alice.channel(name="general")
+        await alice.send(channel["id"], SECRET_MESSAGE)
+
+        scheduler = BackupScheduler(settings, cache, instance_id="api-1")
+        assert await scheduler.fire(datetime.now(UTC))
+        (made,) = LocalStore(tmp_path / "backups").list()
+        health = (await http.get("/health")).json()
+        assert health["status"] == "ok"
+        assert health["components"]["backup"]["detail"] == f"last {made.id}"
+        metrics = (await http.get("/metrics")).text
+        assert "voicechat_backup_last_success_timestamp_seconds 0.0" not in metrics
+        assert 'voicechat_component_up{component="backup"} 1.0' in metrics
+
+        def fail(_: Settings) -> str:
+            raise BackupRefused("pg_dump failed: connection refused")
+
+        failing = BackupScheduler(settings, cache, instance_id="api-2", make_backup=fail)
+        assert await failing.fire(datetime.now(UTC) + timedelta(minutes=1))
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded"
+        backup = health["components"]["backup"]
+        assert backup["status"] == "down"
+        assert "failed" in backup["detail"]
+        assert backup["detail"].endswith("pg_dump failed: connection refused")
+        assert (await http.get("/health/ready")).status_code == 200
+
+        # A success, but two days ago.
+        await cache.delete(keys.backup_status())
+        old = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+        await cache.hset(
+            keys.backup_status(), mapping={"last_success_at": old, "last_success_id": made.id}
+        )
+        backup = (await http.get("/health")).json()["components"]["backup"]
+        assert backup["status"] == "down"
+        assert "older than a day" in backup["detail"]
+    await cache.aclose()
