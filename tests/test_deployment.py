@@ -17,7 +17,8 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_the_spec_services_are_there() -> None:
     services = _compose()["services"]
-    assert set(services) == {"traefik", "api", "voice", "postgres", "valkey"}
+    assert set(services) == {"traefik", "api", "voice", "postgres", "valkey", "backup"}
+    assert services["backup"]["command"] == ["backup", "run-scheduler"]
     assert services["api"]["command"] == ["serve"]
     assert services["voice"]["command"] == ["voice"]
     assert "10000-10100:10000-10100/udp" in services["voice"]["ports"]
@@ -27,7 +28,7 @@ def test_the_spec_services_are_there() -> None:
 def test_named_volumes_are_declared() -> None:
     compose = _compose()
     declared = set(compose["volumes"])
-    assert declared == {"postgres_data", "valkey_data", "uploads", "certs"}
+    assert declared == {"postgres_data", "valkey_data", "uploads", "certs", "backups"}
     for name, service in compose["services"].items():
         for mount in service.get("volumes", []):
             source = mount.split(":", 1)[0]
