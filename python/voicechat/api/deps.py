@@ -18,7 +18,9 @@ from voicechat.errors import Unauthorized
 from voicechat.settings import Settings as SettingsModel
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even when they await nothing: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request for reading an attribute.
+async def get_resources(request: Request) -> Resources:
     """The instance's shared handles, opened by the lifespan."""
     resources: Resources = request.app.state.resources
     return resources
@@ -32,12 +34,12 @@ async def get_db(
         yield conn
 
 
-def get_cache(resources: Annotated[Resources, Depends(get_resources)]) -> CacheClient:
+async def get_cache(resources: Annotated[Resources, Depends(get_resources)]) -> CacheClient:
     """The Valkey client."""
     return resources.cache
 
 
-def get_settings(resources: Annotated[Resources, Depends(get_resources)]) -> SettingsModel:
+async def get_settings(resources: Annotated[Resources, Depends(get_resources)]) -> SettingsModel:
     """The validated settings of this instance."""
     return resources.settings
 

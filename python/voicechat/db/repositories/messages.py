@@ -14,14 +14,15 @@ from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import BadRequest
 
-# Every read returns these columns: the message, its author's profile and its attachments.
+# Every read returns these columns: the message, its author's profile and its attachments
+# (NULL when there are none: most messages, and then no JSON to decode).
 _MESSAGE_SELECT = """
 SELECT m.id, m.channel_id, m.user_id, m.content, m.content_enc, m.nonce, m.reply_to,
     m.edited_at, m.created_at,
     u.username AS author_username, u.display_name AS author_display_name,
     u.avatar_url AS author_avatar_url, u.status AS author_status,
     u.deleted_at AS author_deleted_at,
-    COALESCE(a.attachments, '[]'::jsonb) AS attachments
+    a.attachments
 FROM messages m
 LEFT JOIN users u ON u.id = m.user_id
 LEFT JOIN LATERAL (
@@ -59,6 +60,23 @@ INSERT INTO messages (id, channel_id, user_id, content, content_enc, nonce, repl
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (channel_id, user_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
 RETURNING id
+"""
+# A plain send in one statement (atomic on its own: no transaction, no second round trip): the
+# insert, read back with its author. No row: the nonce was used before (SELECT_BY_NONCE).
+INSERT_AND_SELECT = """
+WITH m AS (
+    INSERT INTO messages (id, channel_id, user_id, content, content_enc, nonce)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (channel_id, user_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT m.id, m.channel_id, m.user_id, m.content, m.content_enc, m.nonce, m.reply_to,
+    m.edited_at, m.created_at,
+    u.username AS author_username, u.display_name AS author_display_name,
+    u.avatar_url AS author_avatar_url, u.status AS author_status,
+    u.deleted_at AS author_deleted_at,
+    NULL::jsonb AS attachments
+FROM m LEFT JOIN users u ON u.id = m.user_id
 """
 SELECT_REPLY_CHANNEL = "SELECT channel_id FROM messages WHERE id = $1"
 ATTACH_FILES = """
@@ -146,7 +164,7 @@ class StoredMessage:
                     mime_type=a["mime_type"],
                     size_bytes=a["size_bytes"],
                 )
-                for a in record["attachments"]
+                for a in record["attachments"] or ()
             ),
             edited_at=record["edited_at"],
             created_at=record["created_at"],
@@ -208,6 +226,15 @@ class MessageRepository:
             BadRequest: the reply target is in another channel, or an attachment is not an
                 unattached upload of this user to this channel.
         """
+        if reply_to is None and not attachments:
+            row = await self._conn.fetchrow(
+                INSERT_AND_SELECT, uuid7(), channel_id, user_id, content, content_enc, nonce
+            )
+            if row is not None:
+                return StoredMessage.from_record(row), True
+            existing = await self._conn.fetchrow(SELECT_BY_NONCE, channel_id, user_id, nonce)
+            assert existing is not None
+            return StoredMessage.from_record(existing), False
         async with self._conn.transaction():
             if reply_to is not None:
                 target_channel = await self._conn.fetchval(SELECT_REPLY_CHANNEL, reply_to)
