@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,40 @@ async def test_one_instance_makes_each_scheduled_backup(
         await cache.aclose()
 
 
+async def test_the_running_schedulers_fire_once_at_the_scheduled_time(
+    settings_factory: Callable[..., Settings], clean_valkey: str
+) -> None:
+    made: list[str] = []
+
+    def make(settings: Settings) -> str:
+        made.append("backup")
+        return "20261203T030100Z"
+
+    # A clock that runs from 0.3 s before a minute: "* * * * *" is due almost at once.
+    start, base = time.monotonic(), datetime(2026, 12, 3, 3, 0, 59, 700000, tzinfo=UTC)
+
+    def clock() -> datetime:
+        return base + timedelta(seconds=time.monotonic() - start)
+
+    settings = settings_factory(valkey_url=clean_valkey, backup_schedule="* * * * *")
+    cache = Redis.from_url(clean_valkey)
+    schedulers = [
+        BackupScheduler(settings, cache, instance_id=f"api-{n}", make_backup=make, clock=clock)
+        for n in range(3)
+    ]
+    try:
+        for scheduler in schedulers:
+            scheduler.start()
+        # Past the scheduled time and the backup (the next one is a minute away).
+        await asyncio.sleep(1.5)
+        assert await cache.exists(keys.backup_slot("20261203T030100Z"))
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop()
+        await cache.aclose()
+    assert made == ["backup"]
+
+
 async def test_health_and_metrics_show_the_last_backup(
     settings_factory: Callable[..., Settings],
     database_url: str,
@@ -92,9 +127,9 @@ async def test_health_and_metrics_show_the_last_backup(
         scheduler = BackupScheduler(settings, cache, instance_id="api-1")
         assert await scheduler.fire(datetime.now(UTC))
         (made,) = LocalStore(tmp_path / "backups").list()
-        health = (await http.get("/health")).json()
-        assert health["status"] == "ok"
-        assert health["components"]["backup"]["detail"] == f"last {made.id}"
+        backup = (await http.get("/health")).json()["components"]["backup"]
+        assert backup["status"] == "ok"
+        assert backup["detail"] == f"last {made.id}"
         metrics = (await http.get("/metrics")).text
         assert "voicechat_backup_last_success_timestamp_seconds 0.0" not in metrics
         assert 'voicechat_component_up{component="backup"} 1.0' in metrics
