@@ -18,7 +18,7 @@ from tests.backup.community import (
     differences,
     read_back,
 )
-from tests.backup.conftest import BackupCli
+from tests.backup.conftest import BackupCli, one_line
 from tests.conftest import LiveServer
 from tests.files.conftest import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3Server
 
@@ -93,3 +93,28 @@ def test_s3_drill_onto_a_new_database_and_bucket(
     with httpx.Client(base_url=second.base_url, timeout=30) as http:
         after = read_back(http, made, sign_in_again=True)
     assert not differences(before, after)
+
+
+def test_a_missing_backup_bucket_is_one_line(
+    s3_server: S3Server,
+    database_url: str,
+    tmp_path: Path,
+    backup_env: dict[str, str],
+    backup_cli: BackupCli,
+) -> None:
+    env = {
+        **backup_env,
+        "VOICECHAT_S3_ENDPOINT_URL": s3_server.endpoint,
+        "VOICECHAT_S3_REGION": S3_REGION,
+        "VOICECHAT_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "VOICECHAT_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "VOICECHAT_BACKUP_URL": "s3://no-such-bucket/nightly",
+        "VOICECHAT_DATABASE_URL": database_url,
+        "VOICECHAT_DATA_DIR": str(tmp_path / "data"),
+    }
+    for command in (("create",), ("list",), ("restore", "latest")):
+        result = backup_cli(*command, env=env)
+        assert result.exit_code == 1, result.output
+        assert one_line(result) == "voicechat: the S3 server refused the request (NoSuchBucket)"
+    # Refused before anything was made: no keys, no staging directory.
+    assert not (tmp_path / "data").exists()

@@ -218,6 +218,10 @@ def create_backup(
     started = time.monotonic()
     key = backup_key(settings)
     store = open_store(settings)
+    # The store answers first (listing it picks a free id): a wrong URL or bucket is refused
+    # before anything is made.
+    created_at = now()
+    backup_id = new_backup_id(store, created_at)
     server_keys = load_server_keys(settings)
     if key.is_raw and key.secret == server_keys.master_key:
         raise BackupRefused("VOICECHAT_BACKUP_KEY must not be the master key")
@@ -228,8 +232,6 @@ def create_backup(
                 tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.data_dir)
             )
         )
-        created_at = now()
-        backup_id = new_backup_id(store, created_at)
         with database(settings) as db:
             dump = asyncio.run(_dump(db, staging / "database.pgdump"))
         dump_bytes = dump.path.stat().st_size
