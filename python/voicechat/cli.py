@@ -450,6 +450,7 @@ def backup() -> None:
 @contextmanager
 def _refusals() -> Iterator[None]:
     """A refused or failed backup operation ends with one line and exit status 1."""
+    import asyncpg
     from botocore.exceptions import BotoCoreError, ClientError
 
     from voicechat.backup.archive import BackupRefused
@@ -463,6 +464,9 @@ def _refusals() -> Iterator[None]:
         _fail(f"the S3 server refused the request ({code})")
     except BotoCoreError as exc:
         _fail(f"S3 cannot be reached ({type(exc).__name__})")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        # The class says enough; the message could echo the DSN.
+        _fail(f"the database refused or did not answer ({type(exc).__name__})")
     except OSError as exc:
         _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "))
 
@@ -673,11 +677,19 @@ async def _run_backup_scheduler(settings: Settings) -> None:
     from datetime import UTC, datetime
     from uuid import uuid4
 
+    from redis.exceptions import RedisError
+
     from voicechat.backup.schedule import BackupScheduler, next_run
     from voicechat.cache import create_cache
 
     assert settings.valkey_url is not None
     cache = create_cache(settings.valkey_url.get_secret_value(), max_connections=4)
+    try:
+        await cache.ping()
+    except (RedisError, OSError) as exc:
+        await cache.aclose()
+        # The class says enough; the message could echo the URL and its password.
+        _fail(f"cannot reach Valkey: {type(exc).__name__}")
     scheduler = BackupScheduler(settings, cache, instance_id=f"scheduler-{uuid4().hex[:8]}")
     first = next_run(settings.backup_schedule, datetime.now(UTC))
     click.echo(f"voicechat {__version__} backup scheduler: next backup at {first:%Y-%m-%d %H:%M}Z")

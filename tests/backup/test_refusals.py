@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -291,3 +292,17 @@ def test_an_unknown_backup_and_missing_settings_are_refused(
     result = backup_cli("create", env=same)
     assert result.exit_code == 2
     assert "must not be the master key" in one_line(result)
+
+
+def test_a_database_that_refuses_us_is_one_line(
+    source: dict[str, str], backup_cli: BackupCli
+) -> None:
+    parts_of = urlsplit(source["VOICECHAT_DATABASE_URL"])
+    wrong = urlunsplit(
+        parts_of._replace(netloc=f"voicechat:wrong@{parts_of.hostname}:{parts_of.port}")
+    )
+    result = backup_cli("create", env={**source, "VOICECHAT_DATABASE_URL": wrong})
+    assert result.exit_code == 1
+    assert one_line(result) == (
+        "voicechat: the database refused or did not answer (InvalidPasswordError)"
+    )

@@ -357,7 +357,9 @@ def _restore_files(settings: Settings, verified: VerifiedBackup) -> int:
         key = record.name.removeprefix(parts.FILES_PREFIX)
         final = root / key
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.replace(verified.staged(record.name), final)
+        # The staging directory is in the data dir; the files directory may be on another
+        # filesystem, where a rename cannot go (shutil.move copies then).
+        shutil.move(verified.staged(record.name), final)
     return len(records)
 
 
