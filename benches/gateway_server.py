@@ -1,8 +1,9 @@
 """`voicechat serve`'s uvicorn with a chosen WebSocket implementation, for the gateway benches.
 
-Run as `python -m benches.gateway_server <ws>` (`websockets`, `websockets-sansio`, `wsproto`)
-with the VOICECHAT_* environment of a server whose PostgreSQL and Valkey already run;
-VOICECHAT_BENCH_PROFILE=<file> writes a cProfile of the run there. Every
+Run as `python -m benches.gateway_server <ws>` (`serve`: the protocol `voicechat serve` runs,
+`voicechat.gateway.WS_IMPLEMENTATION`; or one of uvicorn's own: `websockets`,
+`websockets-sansio`, `wsproto`) with the VOICECHAT_* environment of a server whose PostgreSQL
+and Valkey already run; VOICECHAT_BENCH_PROFILE=<file> writes a cProfile of the run there. Every
 other uvicorn option is the one `voicechat serve` passes, so only the implementation differs.
 """
 
@@ -17,7 +18,7 @@ import uvicorn
 
 from voicechat.api import create_app
 from voicechat.api.http_limits import uvicorn_options
-from voicechat.gateway import MAX_FRAME_BYTES
+from voicechat.gateway import MAX_FRAME_BYTES, WS_IMPLEMENTATION
 from voicechat.logs import configure_logging
 from voicechat.settings import Settings
 
@@ -33,7 +34,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         server_header=False,
-        ws=sys.argv[1],
+        ws=WS_IMPLEMENTATION if sys.argv[1] == "serve" else sys.argv[1],
         ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
         **uvicorn_options(settings),
