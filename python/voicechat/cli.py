@@ -585,6 +585,12 @@ def backup_verify(which: str, as_json: bool) -> None:
         f"backup {header.id} is intact: {result['parts']} parts ({result['files']} files), "
         f"schema {header.schema_version:04d}, voicechat {header.voicechat_version}"
     )
+    if verified.manifest.missing_objects:
+        click.echo(
+            f"  warning: {len(verified.manifest.missing_objects)} objects the database names "
+            "were missing from the storage when the backup was made",
+            err=True,
+        )
 
 
 @backup.command("prune")
