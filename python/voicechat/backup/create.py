@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
+import json
 import tarfile
 import tempfile
 import time
@@ -19,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 from cryptography.hazmat.primitives import serialization
@@ -123,7 +125,7 @@ async def _dump(db: Database, path: Path) -> _Dump:
 class _HashingReader:
     """Reads a file object for tarfile while hashing what goes by."""
 
-    def __init__(self, source: IO[bytes] | Any) -> None:
+    def __init__(self, source: Any) -> None:
         self._source = source
         self.digest = hashlib.sha256()
         self.size = 0
@@ -199,8 +201,6 @@ def _add(tar: tarfile.TarFile, name: str, size: int, source: Any) -> parts.PartR
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> parts.PartRecord:
-    import io
-
     return _add(tar, name, len(data), io.BytesIO(data))
 
 
@@ -282,8 +282,6 @@ def _write_archive(
     server_keys: ServerKeys,
     progress: Progress,
 ) -> int:
-    import json
-
     sink = store.create(backup_id)
     try:
         writer = SealingWriter(key, sink.write)
