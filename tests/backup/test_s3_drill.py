@@ -118,3 +118,52 @@ def test_a_missing_backup_bucket_is_one_line(
         assert one_line(result) == "voicechat: the S3 server refused the request (NoSuchBucket)"
     # Refused before anything was made: no keys, no staging directory.
     assert not (tmp_path / "data").exists()
+
+
+def test_a_local_backup_restores_into_a_bucket(
+    s3_server: S3Server,
+    database_url: str,
+    empty_database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+    backup_env: dict[str, str],
+    backup_cli: BackupCli,
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    master_key = base64.b64encode(os.urandom(32)).decode()
+    common = {
+        **backup_env,
+        "VOICECHAT_MASTER_KEY": master_key,
+        "VOICECHAT_VALKEY_URL": clean_valkey,
+    }
+    local = {
+        **common,
+        "VOICECHAT_DATABASE_URL": database_url,
+        "VOICECHAT_STORAGE_URL": f"file://{tmp_path / 'files'}",
+        "VOICECHAT_DATA_DIR": str(tmp_path / "source"),
+    }
+    server = live_server_factory(local)
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        made = build_community(http)
+        before = read_back(http, made, sign_in_again=False)
+    assert backup_cli("create", env=local).exit_code == 0
+    server.stop()
+    bucket = _bucket(s3_server)
+    moved = {
+        **common,
+        "VOICECHAT_S3_ENDPOINT_URL": s3_server.endpoint,
+        "VOICECHAT_S3_REGION": S3_REGION,
+        "VOICECHAT_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "VOICECHAT_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "VOICECHAT_DATABASE_URL": empty_database_url,
+        "VOICECHAT_STORAGE_URL": f"s3://{bucket}/moved",
+        "VOICECHAT_DATA_DIR": str(tmp_path / "target"),
+    }
+    restored = backup_cli("restore", "latest", env=moved)
+    assert restored.exit_code == 0, restored.output + restored.stderr
+    names = [i["Key"] for i in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(names) == len(made.file_bytes)
+    second = live_server_factory(moved)
+    with httpx.Client(base_url=second.base_url, timeout=30) as http:
+        after = read_back(http, made, sign_in_again=True)
+    assert not differences(before, after)
