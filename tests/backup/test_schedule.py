@@ -156,4 +156,11 @@ async def test_health_and_metrics_show_the_last_backup(
         backup = (await http.get("/health")).json()["components"]["backup"]
         assert backup["status"] == "down"
         assert "older than a day" in backup["detail"]
+
+        # A scheduler that has run for over a day without making one.
+        await cache.delete(keys.backup_status())
+        await cache.hset(keys.backup_status(), "first_scheduled_at", old)
+        backup = (await http.get("/health")).json()["components"]["backup"]
+        assert backup["status"] == "down"
+        assert backup["detail"].startswith("no backup since the scheduler started at")
     await cache.aclose()

@@ -50,9 +50,22 @@ class BackupStatus:
     last_success_id: str | None
     last_failure_at: datetime | None
     last_error: str | None
+    #: When a scheduler first ran against this Valkey: a day after it, "no backup yet" is a
+    #: problem too (a scheduler that never manages one must not look healthy forever).
+    first_scheduled_at: datetime | None = None
 
     def problem(self, now: datetime) -> str | None:
         """Why /health is degraded, or None when the backups are fine."""
+        if (
+            self.last_success_at is None
+            and self.last_failure_at is None
+            and self.first_scheduled_at is not None
+            and now - self.first_scheduled_at > STALE_AFTER
+        ):
+            return (
+                f"no backup since the scheduler started at "
+                f"{self.first_scheduled_at:%Y-%m-%dT%H:%MZ}"
+            )
         if self.last_failure_at is not None and (
             self.last_success_at is None or self.last_failure_at > self.last_success_at
         ):
@@ -86,6 +99,7 @@ async def read_status(cache: Cache) -> BackupStatus:
         last_success_id=_text(fields.get("last_success_id")),
         last_failure_at=_time(fields.get("last_failure_at")),
         last_error=_text(fields.get("last_error")),
+        first_scheduled_at=_time(fields.get("first_scheduled_at")),
     )
 
 
@@ -120,6 +134,12 @@ class BackupScheduler:
             self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._cache.hsetnx(
+                keys.backup_status(), "first_scheduled_at", self._clock().isoformat()
+            )
+        except Exception:
+            log.warning("could not record the backup scheduler's start in Valkey", exc_info=True)
         while True:
             due = next_run(self._settings.backup_schedule, self._clock())
             # Sleep in steps of at most a minute: a clock that jumps is followed soon.

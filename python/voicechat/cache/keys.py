@@ -161,7 +161,8 @@ def voice_inbox(instance_id: str) -> str:
 
 def backup_status() -> str:
     """Hash: the last scheduled backup's outcome (`last_success_at`, `last_success_id`,
-    `last_failure_at`, `last_error`), read by every instance's /health and /metrics."""
+    `last_failure_at`, `last_error`) and when a scheduler first ran (`first_scheduled_at`),
+    read by every instance's /health and /metrics."""
     return f"{PREFIX}backup:status"
 
 
