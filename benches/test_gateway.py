@@ -301,3 +301,70 @@ def test_idle_sockets_and_memory(
     loop.run_until_complete(fleet.close())
     loop.run_until_complete(warm.close())
     loop.run_until_complete(http.aclose())
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    return int(sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]))
+
+
+@pytest.mark.benchmark(group="gateway-idle")
+def test_idle_sockets_on_one_serve_with_two_workers(
+    benchmark: Any,
+    live_server_factory: Callable[..., LiveServer],  # noqa: F811
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """20,000 idle sockets on one `voicechat serve` (one port), its two API workers (one per
+    core) sharing them: each worker process stays under the descriptor ceiling."""
+    server = live_server_factory(
+        {
+            "VOICECHAT_DATABASE_URL": database_url,
+            "VOICECHAT_VALKEY_URL": clean_valkey,
+            "VOICECHAT_DATA_DIR": str(tmp_path / "bench-data"),
+            "VOICECHAT_LOG_LEVEL": "warning",
+            "VOICECHAT_WORKERS": "2",
+            **UNCAPPED,
+        }
+    )
+    ws_url = server.base_url.replace("http://", "ws://") + "/ws"
+    http = httpx.AsyncClient(base_url=server.base_url, timeout=30)
+    process = psutil.Process(server.process.pid)
+    tokens = [
+        loop.run_until_complete(register(http, f"idle{i}"))["access_token"]
+        for i in range(IDLE_SOCKETS // 5000 + 1)
+    ]
+    warm = ProcessFleet(ws_url, [tokens[0]], 20, 1)
+    loop.run_until_complete(warm.ready())
+    before = _tree_rss(process)
+    started = time.perf_counter()
+    fleet = ProcessFleet(ws_url, tokens, IDLE_SOCKETS, -(-IDLE_SOCKETS // 8_000))
+    assert loop.run_until_complete(fleet.ready()) == IDLE_SOCKETS
+    opened = time.perf_counter() - started
+    loop.run_until_complete(asyncio.sleep(2))
+    after = _tree_rss(process)
+    per_worker = sorted(p.num_fds() for p in process.children(recursive=True))
+
+    async def health() -> None:
+        assert (await http.get("/health")).status_code == 200
+
+    # With every socket held, the instance still answers.
+    benchmark.pedantic(lambda: loop.run_until_complete(health()), rounds=5, iterations=1)
+    held, closed = loop.run_until_complete(fleet.stats())
+    assert (held, closed) == (IDLE_SOCKETS, 0)
+    benchmark.extra_info.update(
+        {
+            "idle_sockets": IDLE_SOCKETS + 20,
+            "fds_per_process": per_worker,
+            "rss_before_mib": round(before / 2**20, 1),
+            "rss_after_mib": round(after / 2**20, 1),
+            "kib_per_socket": round((after - before) / IDLE_SOCKETS / 1024, 2),
+            "open_rate_per_s": round(IDLE_SOCKETS / opened),
+            "load_average": os.getloadavg()[0],
+        }
+    )
+    print(f"\nidle sockets, two workers: {benchmark.extra_info}")
+    loop.run_until_complete(fleet.close())
+    loop.run_until_complete(warm.close())
+    loop.run_until_complete(http.aclose())
