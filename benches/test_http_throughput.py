@@ -32,6 +32,7 @@ from tests.utils.net import free_port, wait_for_health
 CONNECTIONS = 16
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 WORKERS = tuple(int(n) for n in os.environ.get("BENCH_WORKERS", "1,2").split(","))
+WARMUP = 2
 HISTORY = 200
 BODY = '{"content": "a message of about the length people type in a chat, sixty-odd"}'
 
@@ -54,8 +55,14 @@ def _post_script(tmp_path: Path, token: str | None) -> Path:
     return script
 
 
-def _wrk(url: str, *, token: str | None = None, script: Path | None = None) -> Run:
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency"]
+def _wrk(
+    url: str, *, token: str | None = None, script: Path | None = None, seconds: int = SECONDS
+) -> Run:
+    """`seconds` of load after WARMUP seconds of the same (pools filled, statements prepared,
+    caches warm: the steady state is measured, not the first second of a fresh process)."""
+    if seconds == SECONDS:
+        _wrk(url, token=token, script=script, seconds=WARMUP)
+    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if script is not None:
         argv += ["-s", str(script)]
     elif token is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -55,6 +56,10 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
             return
         async with open_resources(settings) as opened:
             app.state.resources = opened
+            # What start-up built (the app, its schemas, the pools) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it
+            # (tens of ms each, under load, in the tail latency).
+            gc.freeze()
             yield
 
     app = FastAPI(
@@ -80,13 +85,14 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
         TrustedProxyMiddleware,
         proxies=TrustedProxies(settings.trusted_proxies, settings.proxy_client_header),
     )
+    # The busiest routes first: FastAPI tries each included router in turn, ~10 us apiece.
+    app.include_router(messages.router)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(sso.router)
     app.include_router(users.router)
     app.include_router(files.router)
     app.include_router(channels.router)
-    app.include_router(messages.router)
     app.include_router(roles.router)
     app.include_router(device_keys.router)
     app.include_router(recipients.router)

@@ -26,10 +26,11 @@ async def get_resources(request: Request) -> Resources:
     return resources
 
 
-async def get_db(
-    resources: Annotated[Resources, Depends(get_resources)],
-) -> AsyncIterator[Connection]:
+async def get_db(request: Request) -> AsyncIterator[Connection]:
     """A pooled connection held for the duration of the request."""
+    # The pool straight from the app's state: a sub-dependency would cost FastAPI another
+    # round of dependency solving on every request that touches the database.
+    resources: Resources = request.app.state.resources
     async with resources.db.acquire() as conn:
         yield conn
 
