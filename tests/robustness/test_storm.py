@@ -17,6 +17,8 @@ import base64
 import json
 import resource
 import secrets
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,11 +147,15 @@ class Bystander:
     http: httpx.AsyncClient
     token: str
     statuses: list[int] = field(default_factory=list)
+    #: Seconds each request took (reported by the benchmark, never asserted on).
+    durations: list[float] = field(default_factory=list)
 
     async def keep_asking(self, stop: asyncio.Event, at_least: int = 50) -> None:
         while not stop.is_set() or len(self.statuses) < at_least:
             try:
+                started = time.perf_counter()
                 response = await self.http.get("/users/@me", headers=bearer(self.token))
+                self.durations.append(time.perf_counter() - started)
                 self.statuses.append(response.status_code)
             except httpx.HTTPError as exc:
                 raise AssertionError(f"HTTP request failed during the storm: {exc!r}") from exc
@@ -251,6 +257,11 @@ async def reconnect_storm(
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         tokens = await register_users(http, "storm", users)
         (watcher,) = await register_users(http, "watcher", 1)
+        # The bystander's requests on a quiet server: the reference for those in the storm.
+        quiet = Bystander(http, watcher)
+        calm = asyncio.Event()
+        calm.set()
+        await quiet.keep_asking(calm, at_least=20)
         started = loop.time()
         first = await everyone()
         connected_in = loop.time() - started
@@ -278,4 +289,13 @@ async def reconnect_storm(
             stop.set()
             await fleet.close()
     assert_clean_log(server)
-    return {"connected_s": connected_in, "reconnected_s": reconnected_in}
+    return {
+        "connected_s": connected_in,
+        "reconnected_s": reconnected_in,
+        "http_requests": len(bystander.durations),
+        "http_p50_s": statistics.median(bystander.durations),
+        "http_max_s": max(bystander.durations),
+        "http_slowest_at": bystander.durations.index(max(bystander.durations)),
+        "http_p99_s": sorted(bystander.durations)[int(0.99 * (len(bystander.durations) - 1))],
+        "quiet_http_p50_s": statistics.median(quiet.durations),
+    }
