@@ -174,6 +174,9 @@ def cli() -> None:
 
 @cli.command()
 @_core_options
+@click.option(
+    "--workers", help="API worker processes; 0: one per usable core [VOICECHAT_WORKERS, 0]."
+)
 def serve(**flags: Any) -> None:
     """Run the API (and, unless configured otherwise, embedded PostgreSQL and Valkey).
 
