@@ -17,6 +17,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ LOGINS_PER_ROUND = 8
 CONNECTIONS = 16
 SECONDS_PER_RUN = 4
 ROUNDS = 3
+PAIRED_ROUNDS = 15
+PAIRED_BLOCK = 200
 
 
 @pytest.fixture
@@ -101,6 +104,42 @@ def test_authenticated_request(benchmark, harness: Harness) -> None:  # type: ig
 def test_reference_unauthenticated_request(benchmark, harness: Harness) -> None:  # type: ignore[no-untyped-def]
     response = benchmark(lambda: harness.run(harness.client.get("/_bench/anonymous")))
     assert response.status_code == 200
+
+
+@pytest.mark.benchmark(group="token-verification-paired")
+def test_authenticated_over_unauthenticated_paired(benchmark: Any, harness: Harness) -> None:
+    # The two routes in alternating blocks, so that a busy neighbour slows both alike: the
+    # pytest-benchmark pair above runs one after the other and drifts on a shared machine.
+    headers = bearer(harness.token)  # type: ignore[attr-defined]
+
+    async def block(path: str, **kwargs: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(PAIRED_BLOCK):
+            response = await harness.client.get(path, **kwargs)
+        assert response.status_code == 200
+        return (time.perf_counter() - started) / PAIRED_BLOCK * 1e6
+
+    harness.run(block("/_bench/authenticated", headers=headers))  # warm both
+    harness.run(block("/_bench/anonymous"))
+    anonymous, authenticated = [], []
+    for _ in range(PAIRED_ROUNDS):
+        anonymous.append(harness.run(block("/_bench/anonymous")))
+        authenticated.append(harness.run(block("/_bench/authenticated", headers=headers)))
+    figures = {
+        "anonymous_us": statistics.median(anonymous),
+        "authenticated_us": statistics.median(authenticated),
+        "ratio": statistics.median(a / b for a, b in zip(authenticated, anonymous, strict=True)),
+        "load": os.getloadavg()[0],
+    }
+    print(
+        f"\nin-process, {PAIRED_ROUNDS} alternating blocks of {PAIRED_BLOCK} requests, "
+        f"load average {figures['load']:.2f}\n"
+        f"  anonymous      {figures['anonymous_us']:7.0f} us per request (median block)\n"
+        f"  authenticated  {figures['authenticated_us']:7.0f} us per request (median block)\n"
+        f"  ratio (median of the blocks' ratios): {figures['ratio']:.2f}"
+    )
+    benchmark.extra_info.update(figures)
+    benchmark.pedantic(lambda: None, rounds=1)
 
 
 @pytest.fixture
