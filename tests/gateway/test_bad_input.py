@@ -137,3 +137,15 @@ async def test_invalid_utf8_closes_1007_with_one_warning_at_most(
     again = await open_gateway(served.ws_url, alice.token)
     assert (await again.request("ping"))["result"] == "pong"
     await again.ws.close()
+
+
+async def test_an_unmasked_client_frame_closes_1002(served: Served) -> None:
+    alice = await make_account(served.http, "alice")
+    client = await open_gateway(served.ws_url, alice.token)
+    # RFC 6455 §5.1: a client frame must be masked; the server closes with a protocol error.
+    payload = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    client.ws.transport.write(struct.pack("!BB", 0x81, len(payload)) + payload)
+    assert await client.close_code() == CloseCode.PROTOCOL_ERROR
+    again = await open_gateway(served.ws_url, alice.token)
+    assert (await again.request("ping"))["result"] == "pong"
+    await again.ws.close()

@@ -27,6 +27,8 @@ class CloseCode(IntEnum):
     """WebSocket close codes the gateway uses."""
 
     NORMAL = 1000
+    #: A frame that breaks RFC 6455 (unmasked, reserved bits, bad opcode).
+    PROTOCOL_ERROR = 1002
     #: A text frame that is not UTF-8 (sent by uvicorn, which decodes frames).
     INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
