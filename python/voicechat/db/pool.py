@@ -52,7 +52,7 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PooledConnection(asyncpg.Connection):  # type: ignore[type-arg]
+class PooledConnection(asyncpg.Connection):
     """A pool connection given back without asyncpg's reset statement.
 
     asyncpg resets a returned connection with one more round trip (`RESET ALL`, `UNLISTEN *`,
