@@ -46,8 +46,9 @@ PING_INTERVAL_SECONDS = 0.2
 STALE_AFTER_SECONDS = 0.6
 #: How often the "last used" times collected from requests are written to Valkey.
 TOUCH_INTERVAL_SECONDS = 5.0
-#: Verdicts kept at most (one per session seen in the last second; a bound against floods).
-MAX_VERDICTS = 100_000
+#: Verdicts kept at most (one per session seen in the last second; a bound against floods, a
+#: few MiB). Expired ones are swept every `TOUCH_INTERVAL_SECONDS`; the oldest go first.
+MAX_VERDICTS = 20_000
 #: Pause before subscribing again after the subscription failed.
 RESUBSCRIBE_DELAY_SECONDS = 0.5
 
@@ -201,6 +202,10 @@ class LiveSessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TOUCH_INTERVAL_SECONDS):
                     await self._stopping.wait()
+            now = time.monotonic()
+            self._verdicts = {
+                session_id: found for session_id, found in self._verdicts.items() if found[1] > now
+            }
             try:
                 await self._flush_last_used()
             except asyncio.CancelledError:

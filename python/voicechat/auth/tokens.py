@@ -23,7 +23,7 @@ AUDIENCE = "voicechat-api"
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "sid"]
 LEEWAY_SECONDS = 5
 #: Verified tokens remembered at most (the oldest is forgotten first).
-MAX_VERIFIED = 50_000
+MAX_VERIFIED = 20_000
 
 
 @dataclass(frozen=True, slots=True)
