@@ -2,11 +2,15 @@
 
 `probe` is the same tiny route with and without `CurrentUser`: the difference between the two is
 what authenticating a request costs. benches/test_auth.py mounts it in-process, and runs this
-module as a live server (`python -m benches.auth_server`, with the VOICECHAT_* environment of a
-server whose PostgreSQL and Valkey already run) for wrk to drive over TCP.
+module as a live server (`python -m benches.auth_server [workers]`, with the VOICECHAT_*
+environment of a server whose PostgreSQL and Valkey already run) for wrk to drive over TCP: one
+process, or several worker processes sharing the port as `voicechat serve` runs them (each with
+its own verdicts and revocation subscription).
 """
 
 from __future__ import annotations
+
+import sys
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -39,12 +43,22 @@ def probed_app(settings: Settings) -> FastAPI:
     return app
 
 
+def worker_app() -> FastAPI:
+    """The app factory of each worker process (settings from the environment)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn_options(settings)  # the HTTP limits live on the protocol class, per process
+    return probed_app(settings)
+
+
 def main() -> None:
-    """Serve until SIGTERM, as one `voicechat serve` worker would."""
+    """Serve until SIGTERM with `voicechat serve`'s uvicorn options."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        probed_app(settings),
+        "benches.auth_server:worker_app",
+        factory=True,
+        workers=int(sys.argv[1]) if len(sys.argv) > 1 else 1,
         host=settings.host,
         port=settings.port,
         log_config=None,

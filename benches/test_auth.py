@@ -142,9 +142,11 @@ def test_authenticated_over_unauthenticated_paired(benchmark: Any, harness: Harn
     benchmark.pedantic(lambda: None, rounds=1)
 
 
-@pytest.fixture
-def probe_server(database_url: str, clean_valkey: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """`benches.auth_server`: one worker with serve's uvicorn options and the probe routes."""
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}-workers")
+def probe_server(
+    request: pytest.FixtureRequest, database_url: str, clean_valkey: str, tmp_path: Path
+) -> Iterator[LiveServer]:
+    """`benches.auth_server`: serve's uvicorn options and the probe routes, 1 or 2 workers."""
     port = free_port()
     log_path = tmp_path / "auth-server.log"
     env = {
@@ -159,8 +161,8 @@ def probe_server(database_url: str, clean_valkey: str, tmp_path: Path) -> Iterat
         "VOICECHAT_MEDIA_PORT": "0",
     }
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "benches.auth_server"],
+        process = subprocess.Popen(  # noqa: S603  (our own module, a fixed argument)
+            [sys.executable, "-m", "benches.auth_server", str(request.param)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
@@ -222,8 +224,9 @@ def test_authenticated_request_under_load(benchmark: Any, probe_server: LiveServ
     }
     ratio = median["anonymous"]["rps"] / median["authenticated"]["rps"]
     load = os.getloadavg()[0]
+    workers = str(probe_server.process.args[-1])  # type: ignore[index]
     lines = [
-        f"\n/_bench routes, one worker, wrk {CONNECTIONS} connections, "
+        f"\n/_bench routes, {workers} worker(s), wrk {CONNECTIONS} connections, "
         f"{ROUNDS} x {SECONDS_PER_RUN}s each, load average {load:.2f}"
     ]
     for route, figures in median.items():
