@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing
 import os
@@ -103,7 +104,8 @@ class _Client(asyncio.Protocol):
                 self._text(payload, now)
             elif opcode == _PING:
                 assert self.transport is not None
-                self.transport.write(_client_frame(_PONG, payload))
+                if not self.transport.is_closing():
+                    self.transport.write(_client_frame(_PONG, payload))
             elif opcode == _CLOSE:
                 assert self.transport is not None
                 self.transport.close()
@@ -192,7 +194,7 @@ def _worker(
         loop.add_reader(conn.fileno(), command)
         await stop
         for client in fleet.clients:
-            if client.transport is not None:
+            if client.transport is not None and not client.transport.is_closing():
                 client.transport.write(_client_frame(_CLOSE, (1000).to_bytes(2, "big")))
                 client.transport.close()
         await asyncio.sleep(0.5)
@@ -273,9 +275,10 @@ class ProcessFleet:
         for conn in self.conns:
             conn.send(("close",))
         for conn in self.conns:
-            with_timeout = await asyncio.to_thread(conn.poll, 30)
-            if with_timeout:
-                conn.recv()
+            # A process that failed while closing has said so on its stderr already.
+            with contextlib.suppress(EOFError, OSError):
+                if await asyncio.to_thread(conn.poll, 30):
+                    conn.recv()
         for worker in self.workers:
             worker.join(timeout=10)
             if worker.is_alive():
