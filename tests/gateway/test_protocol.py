@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from uuid import UUID
 
 from websockets.asyncio.client import connect
 
 from tests.gateway.conftest import GatewayClient, Served, make_account, open_gateway
+from voicechat.auth.sessions import SessionStore
+from voicechat.cache.client import create_cache
 from voicechat.gateway import MAX_FRAME_BYTES, CloseCode, RpcErrorCode
+from voicechat.settings import Settings
 
 
 async def test_auth_answers_with_the_user_and_heartbeat(served: Served) -> None:
@@ -186,3 +190,39 @@ async def test_logging_out_closes_the_sessions_sockets(served: Served) -> None:
     response = await served.http.post("/auth/logout", headers=alice.headers)
     assert response.status_code == 204
     assert await client.close_code(within=5) == CloseCode.AUTHENTICATION_FAILED
+
+
+async def test_a_logout_closes_the_sockets_at_once_not_at_the_periodic_check(
+    served: Served,
+) -> None:
+    # With the periodic check an hour away, only the revocation itself can close the socket.
+    served.resources.gateway.config.session_check_interval = 3600
+    alice = await make_account(served.http, "alice")
+    client = await open_gateway(served.ws_url, alice.token)
+    assert (await client.request("ping"))["result"] == "pong"
+    response = await served.http.post("/auth/logout", headers=alice.headers)
+    assert response.status_code == 204
+    assert await client.close_code(within=5) == CloseCode.AUTHENTICATION_FAILED
+
+
+async def test_a_session_ended_by_another_instance_closes_its_sockets_here(
+    served: Served, settings: Settings
+) -> None:
+    served.resources.gateway.config.session_check_interval = 3600
+    alice = await make_account(served.http, "alice")
+    bob = await make_account(served.http, "bob")
+    alice_socket = await open_gateway(served.ws_url, alice.token)
+    bob_socket = await open_gateway(served.ws_url, bob.token)
+    listed = await served.http.get("/auth/sessions", headers=alice.headers)
+    (session_id,) = [s["id"] for s in listed.json() if s["current"]]
+    # Another API process on the same Valkey ends the session (its own client and store).
+    assert settings.valkey_url is not None
+    other = create_cache(settings.valkey_url.get_secret_value())
+    try:
+        store = SessionStore(other, ttl_seconds=3600, grace_seconds=10)
+        assert await store.revoke(UUID(session_id)) is not None
+    finally:
+        await other.aclose()
+    assert await alice_socket.close_code(within=5) == CloseCode.AUTHENTICATION_FAILED
+    # Only that session's sockets close.
+    assert (await bob_socket.request("ping"))["result"] == "pong"

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 from redis.exceptions import RedisError
@@ -71,6 +72,15 @@ class LiveSessions:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._revocation_listeners: list[Callable[[UUID], None]] = []
+
+    def on_revoked(self, listener: Callable[[UUID], None]) -> None:
+        """Call `listener(session_id)` whenever this process hears that a session ended.
+
+        The gateway closes that session's open sockets with it, so a logout ends them within
+        the same window as requests, not at its next periodic check.
+        """
+        self._revocation_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,10 +150,15 @@ class LiveSessions:
             self._used[session_id] = int(time.time())
 
     def forget(self, session_id: UUID) -> None:
-        """Drop the verdict on one session (it has just ended)."""
+        """Drop the verdict on one session (it has just ended) and tell the listeners."""
         self._generation += 1
         self._verdicts.pop(session_id, None)
         self._used.pop(session_id, None)
+        for listener in self._revocation_listeners:
+            try:
+                listener(session_id)
+            except Exception:
+                log.exception("auth: a revocation listener failed")
 
     # -- background --------------------------------------------------------------------------
 

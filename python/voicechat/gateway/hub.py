@@ -158,6 +158,9 @@ class Gateway:
         self.presence = PresenceStore(cache, instance_id)
         self.admissions = asyncio.Semaphore(self.config.admission_concurrency)
         self.users: dict[UUID, LocalUser] = {}
+        # A session ended anywhere closes its sockets here at once (the periodic check below
+        # is the backstop for a revocation this process did not hear).
+        auth.live.on_revoked(self._session_ended)
         self.methods: dict[str, Handler] = {
             "ping": self._ping,
             "typing.start": self._typing_start,
@@ -499,6 +502,12 @@ class Gateway:
                 for socket in user.sockets:
                     if socket.last_heard < deadline:
                         socket.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat")
+
+    def _session_ended(self, session_id: UUID) -> None:
+        for user in list(self.users.values()):
+            for socket in user.sockets:
+                if socket.auth is not None and socket.auth.session_id == session_id:
+                    socket.close_soon(CloseCode.AUTHENTICATION_FAILED, "the session has ended")
 
     async def _check_sessions(self) -> None:
         checked = time.monotonic()
