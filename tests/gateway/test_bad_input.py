@@ -35,6 +35,7 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "voice.answer": ({"channel_id": "{channel}", "sdp": "{bad}"}, "params.sdp"),
     "voice.ice": ({"channel_id": "{channel}", "candidate": "{bad}"}, "params.candidate"),
     "voice.mute": ({"channel_id": "{channel}", "{bad}": True}, "params"),
+    "voice.unmute": ({"channel_id": "{channel}", "note": "{bad}"}, "params.note"),
     "voice.leave": ({"channel_id": "{channel}", "reason": ["ok", "{bad}"]}, "params.reason.1"),
 }
 
@@ -70,6 +71,8 @@ async def test_every_op_refuses_unstorable_text(served: Served, bad: str) -> Non
         "/channels", json={"name": "lounge", "type": "voice"}, headers=alice.headers
     )
     assert channel.status_code == 201, channel.text
+    # Every op the gateway serves is in the table (a new op must be added to it).
+    assert set(served.resources.gateway.methods) <= set(PARAMS)
     client = await open_gateway(served.ws_url, alice.token)
     for number, (op, (params, field)) in enumerate(PARAMS.items(), start=100):
         filled = _fill(params, bad, channel.json()["id"])
