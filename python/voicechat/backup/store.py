@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from voicechat.backup.archive import BackupRefused
 from voicechat.settings import Settings
+from voicechat.storage.service import s3_client as storage_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -251,24 +252,11 @@ class _S3Sink:
 
 def s3_client(settings: Settings) -> S3Client:
     """A boto3 client for the configured S3 server, with timeouts for large transfers."""
-    import boto3
-    from botocore.config import Config
-
-    secret = settings.s3_secret_access_key
-    config = Config(
-        signature_version="s3v4",
+    return storage_s3_client(
+        settings,
         connect_timeout=max(settings.s3_connect_timeout, 5.0),
         read_timeout=60.0,
-        retries={"max_attempts": max(settings.s3_max_attempts, 3), "mode": "standard"},
-        s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
-        config=config,
+        max_attempts=max(settings.s3_max_attempts, 3),
     )
 
 

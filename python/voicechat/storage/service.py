@@ -257,7 +257,7 @@ async def open_storage(settings: Settings, master_key: bytes) -> FileStorage:
     if settings.storage_url is not None and settings.storage_url.startswith("s3://"):
         bucket, prefix = _s3_location(settings.storage_url)
         # Building a boto3 client loads service models from disk: keep it off the event loop.
-        client = await asyncio.to_thread(_s3_client, settings)
+        client = await asyncio.to_thread(s3_client, settings)
         # The request-side bound of one call: one attempt's silence, and a second to spare.
         deadline = max(settings.s3_connect_timeout, settings.s3_read_timeout) + 1.0
         return FileStorage(S3Backend(client, bucket, prefix, call_deadline=deadline), master_key)
@@ -266,7 +266,14 @@ async def open_storage(settings: Settings, master_key: bytes) -> FileStorage:
     return FileStorage(LocalBackend(directory), master_key)
 
 
-def _s3_client(settings: Settings) -> S3Client:
+def s3_client(
+    settings: Settings,
+    *,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    max_attempts: int | None = None,
+) -> S3Client:
+    """A boto3 client for the configured S3 server; the file API's timeouts unless given."""
     import boto3
     from botocore.config import Config
 
@@ -275,9 +282,12 @@ def _s3_client(settings: Settings) -> S3Client:
         signature_version="s3v4",
         # Bounded (boto3's defaults allow ~90 s against a frozen server); the backend adds a
         # deadline per call on top (storage.backends._S3Calls).
-        connect_timeout=settings.s3_connect_timeout,
-        read_timeout=settings.s3_read_timeout,
-        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        connect_timeout=settings.s3_connect_timeout if connect_timeout is None else connect_timeout,
+        read_timeout=settings.s3_read_timeout if read_timeout is None else read_timeout,
+        retries={
+            "max_attempts": settings.s3_max_attempts if max_attempts is None else max_attempts,
+            "mode": "standard",
+        },
         # Path-style addressing works with every S3-compatible server (MinIO, Ceph, moto).
         s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
     )
