@@ -42,6 +42,14 @@ class Permission(StrEnum):
     MOVE_MEMBERS = "move_members"
     KICK_MEMBERS = "kick_members"
     ADMINISTRATOR = "administrator"
+    # Moderation and administration (SPEC §3), server-wide rather than per channel.
+    BAN_MEMBERS = "ban_members"
+    MODERATE_MEMBERS = "moderate_members"
+    CREATE_INVITES = "create_invites"
+    MANAGE_SERVER = "manage_server"
+    VIEW_AUDIT_LOG = "view_audit_log"
+    MANAGE_BOTS = "manage_bots"
+    MENTION_EVERYONE = "mention_everyone"
 
 
 ALL_PERMISSIONS = frozenset(Permission)

@@ -9,11 +9,12 @@ from uuid import UUID
 from voicechat.db.pool import Connection
 
 INSERT_AUDIT = """
-INSERT INTO audit_log (event, user_id, ip_address, user_agent, details)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO audit_log (event, user_id, ip_address, user_agent, details, target_id, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 SELECT_RECENT = """
-SELECT id, created_at, event, user_id, host(ip_address) AS ip_address, user_agent, details
+SELECT id, created_at, event, user_id, host(ip_address) AS ip_address, user_agent, details,
+       target_id, reason
 FROM audit_log
 WHERE ($1::uuid IS NULL OR user_id = $1)
 ORDER BY id DESC
@@ -35,10 +36,29 @@ class AuditLog:
         ip_address: str | None = None,
         user_agent: str | None = None,
         details: Mapping[str, Any] | None = None,
+        target_id: UUID | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Append one event. `details` must not hold passwords, codes or tokens."""
+        """Append one event. `details` must not hold passwords, codes or tokens.
+
+        Args:
+            event: what happened, dotted (`auth.login`, `member.ban`, ...).
+            user_id: who did it (the actor); None for the system or an anonymous caller.
+            ip_address: the actor's client address (behind trusted proxies: the real one).
+            user_agent: the actor's user agent.
+            details: more about the event, never a secret.
+            target_id: whom it was done to (a user, or the id of the object acted on).
+            reason: the reason the actor gave, as typed.
+        """
         await self._conn.execute(
-            INSERT_AUDIT, event, user_id, ip_address, user_agent, dict(details or {})
+            INSERT_AUDIT,
+            event,
+            user_id,
+            ip_address,
+            user_agent,
+            dict(details or {}),
+            target_id,
+            reason,
         )
 
     async def recent(self, *, user_id: UUID | None = None, limit: int = 50) -> list[dict[str, Any]]:
