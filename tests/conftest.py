@@ -173,6 +173,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "log_format": "text",
             # Tests sign many users up from one address; rate-limit tests set their own.
             "rate_limit_register_ip": "1000/hour",
+            # Tests sign up many users; the registration modes are tested in tests/invites.
+            "registration": "open",
             # Each app runs an SFU: let the OS pick its UDP port so apps never collide.
             "media_port": 0,
         }
@@ -238,6 +240,8 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             "VOICECHAT_PORT": str(port),
             "VOICECHAT_LOG_FORMAT": "json",
             "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+            # As settings_factory: open registration unless a test asks for a mode.
+            "VOICECHAT_REGISTRATION": "open",
             "VOICECHAT_MEDIA_PORT": "0",
             # One process with the SFU inside unless a test asks for workers (test_workers.py).
             "VOICECHAT_WORKERS": "1",

@@ -82,6 +82,9 @@ class OidcProvider(BaseModel):
     avatar_claims: tuple[str, ...] = ("picture", "avatar_url")
     email_claims: tuple[str, ...] = ("email",)
     roles_claims: tuple[str, ...] = ("groups", "roles")
+    # A provider whose accounts the operator vouches for (the organisation's own directory):
+    # its new subjects are provisioned whatever VOICECHAT_REGISTRATION says.
+    trusted: bool = False
 
 
 class Settings(BaseSettings):
@@ -200,6 +203,22 @@ class Settings(BaseSettings):
     )
     rate_limit_login_ip: str = Field("50/5minutes", description="Login attempts per client IP.")
     rate_limit_register_ip: str = Field("10/hour", description="Registrations per client IP.")
+    registration: Literal["invite", "open", "closed"] = Field(
+        "invite",
+        description=(
+            "Who may create an account: invite (the first user freely, then only with an "
+            "invite), open (anyone), closed (only `voicechat admin`, after the first user)."
+        ),
+    )
+    server_name: str = Field(
+        "voicechat", min_length=1, max_length=100, description="Shown with an invite's preview."
+    )
+    rate_limit_invite_ip: str = Field(
+        "30/minute", description="Invite code look-ups (GET /invites/{code}) per client IP."
+    )
+    audit_retention_days: int = Field(
+        365, ge=1, le=36500, description="Days audit log entries are kept before a purge."
+    )
     rate_limit_refresh: str = Field("30/minute", description="Refreshes per account and per IP.")
     rate_limit_mfa: str = Field("5/5minutes", description="MFA code attempts per account.")
     rate_limit_mfa_ip: str = Field("20/5minutes", description="MFA code attempts per client IP.")
@@ -481,6 +500,7 @@ class Settings(BaseSettings):
         "rate_limit_login",
         "rate_limit_login_ip",
         "rate_limit_register_ip",
+        "rate_limit_invite_ip",
         "rate_limit_refresh",
         "rate_limit_mfa",
         "rate_limit_mfa_ip",
