@@ -80,6 +80,13 @@ class ErrorCode(StrEnum):
     SSO_PROVIDER_ERROR = "sso_provider_error"
     SSO_PROVISIONING_FAILED = "sso_provisioning_failed"
 
+    # Registration modes and invites (docs/moderation.md, "Registration and invites").
+    REGISTRATION_CLOSED = "registration_closed"
+    INVITE_REQUIRED = "invite_required"
+    INVITE_INVALID = "invite_invalid"
+    INVITE_NOT_FOUND = "invite_not_found"
+    ROLE_ABOVE_YOURS = "role_above_yours"
+
     # Channels, roles and permissions.
     CHANNEL_NOT_FOUND = "channel_not_found"
     MISSING_PERMISSION = "missing_permission"
