@@ -22,6 +22,7 @@ import click
 from pydantic import SecretStr
 
 from voicechat import __version__
+from voicechat.admin.cli import admin
 from voicechat.logs import configure_logging
 from voicechat.settings import Settings, SettingsError, load_settings
 
@@ -713,6 +714,9 @@ async def _run_backup_scheduler(settings: Settings) -> None:
         await scheduler.stop()
         await cache.aclose()
     click.echo("voicechat: backup scheduler stopped", err=True)
+
+
+cli.add_command(admin)
 
 
 def main() -> None:

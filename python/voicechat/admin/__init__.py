@@ -1,0 +1,1 @@
+"""`voicechat admin ...`: operator commands that work on the database directly (SPEC §3)."""
