@@ -115,7 +115,7 @@ class ErrorCode(StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     FILE_CONTENT_MISSING = "file_content_missing"
     FILE_UNREADABLE = "file_unreadable"
-    STORAGE_KEY_UNAVAILABLE = "storage_key_unavailable"
+    MASTER_KEY_UNAVAILABLE = "master_key_unavailable"
     INVALID_AVATAR = "invalid_avatar"
     INVALID_MULTIPART = "invalid_multipart"
     TOO_MANY_PARTS = "too_many_parts"
