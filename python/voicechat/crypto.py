@@ -47,6 +47,18 @@ def derive_key(master_key: bytes, purpose: str) -> bytes:
     return hmac.new(master_key, b"voicechat:" + purpose.encode(), hashlib.sha256).digest()
 
 
+KEY_ID_BYTES = 8
+
+
+def master_key_id(master_key: bytes) -> bytes:
+    """The public name of a master key, recorded beside what it seals (8 bytes).
+
+    A keyed hash of a fixed label: it names the key without revealing anything of it, and two
+    keys collide with probability 2^-64.
+    """
+    return derive_key(master_key, "master-key-id")[:KEY_ID_BYTES]
+
+
 def keyed_hash(key: bytes, value: bytes) -> bytes:
     """HMAC-SHA256: stored in place of short secrets (backup codes) so a database dump alone
     cannot brute-force them."""

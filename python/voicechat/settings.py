@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             "Development generates one in the data dir; production requires it."
         ),
     )
+    master_key_previous: SecretStr | None = Field(
+        None,
+        description=(
+            "The master key being rotated away from (base64 of 32 bytes): still opens what it "
+            "sealed while `voicechat admin rotate-master-key` re-seals it under "
+            "VOICECHAT_MASTER_KEY; remove it once the rotation says nothing is left under it."
+        ),
+    )
     jwt_private_key: SecretStr | None = Field(
         None,
         description=(
@@ -483,7 +491,7 @@ class Settings(BaseSettings):
             raise ValueError("point-in-time recovery is not built yet; leave it off")
         return value
 
-    @field_validator("master_key")
+    @field_validator("master_key", "master_key_previous")
     @classmethod
     def _master_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
@@ -563,6 +571,10 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "VOICECHAT_BACKUP_KEY must not be the master key (a backup holds the master key)"
+            )
+        if self.master_key_previous is not None and self.master_key is None:
+            raise ValueError(
+                "VOICECHAT_MASTER_KEY_PREVIOUS needs VOICECHAT_MASTER_KEY (the new key) beside it"
             )
         if self.env is Environment.PRODUCTION:
             if (
@@ -660,6 +672,7 @@ _SECRET_FIELDS = frozenset(
         "database_url",
         "valkey_url",
         "master_key",
+        "master_key_previous",
         "jwt_private_key",
         "oidc_providers",
         "s3_secret_access_key",

@@ -14,6 +14,7 @@ import pytest
 from tests.files.conftest import StorageUnderTest, object_key, upload
 from tests.utils.auth import ApiUser
 from voicechat.crypto import DecryptionError
+from voicechat.server_keys import MasterKeys
 from voicechat.storage import FileStorage, LocalBackend, StoredFile
 from voicechat.storage.sealed import chunk_offset
 
@@ -75,7 +76,7 @@ async def test_missing_object_is_404(alice: ApiUser, storage: StorageUnderTest) 
 
 async def test_corruption_after_the_first_chunk_stops_the_stream(tmp_path: Path) -> None:
     # Over HTTP the headers are sent by then: the server cuts the body short (see the route).
-    storage = FileStorage(LocalBackend(tmp_path), secrets.token_bytes(32))
+    storage = FileStorage(LocalBackend(tmp_path), MasterKeys(secrets.token_bytes(32)))
     file_id = uuid4()
     content = b"y" * (300 * 1024)
     sealed_upload = await storage.begin(file_id)
@@ -96,6 +97,7 @@ async def test_corruption_after_the_first_chunk_stops_the_stream(tmp_path: Path)
         s3_key=sealed_upload.key,
         wrapped_key=sealed_upload.wrapped_key,
         created_at=datetime.now(UTC),
+        master_key_id=sealed_upload.master_key_id,
     )
     received: list[bytes] = []
 

@@ -9,6 +9,7 @@ from uuid import uuid4
 import pytest
 
 from voicechat.crypto import DecryptionError
+from voicechat.server_keys import MasterKeys, MasterKeyUnavailable
 from voicechat.storage.sealed import (
     HEADER_BYTES,
     TAG_BYTES,
@@ -108,16 +109,31 @@ def test_too_short_fails() -> None:
 
 
 def test_wrapped_key_is_bound_to_its_file_and_master_key() -> None:
-    master = secrets.token_bytes(32)
+    master = MasterKeys(secrets.token_bytes(32))
     file_id = uuid4()
     key = new_object_key()
-    wrapped = wrap_object_key(master, file_id, key)
+    key_id, wrapped = wrap_object_key(master, file_id, key)
+    assert key_id == master.current_id
     assert key not in wrapped
-    assert unwrap_object_key(master, file_id, wrapped) == key
+    assert unwrap_object_key(master, file_id, wrapped, key_id=key_id) == key
     with pytest.raises(DecryptionError):
-        unwrap_object_key(master, uuid4(), wrapped)
+        unwrap_object_key(master, uuid4(), wrapped, key_id=key_id)
+    with pytest.raises(MasterKeyUnavailable):
+        unwrap_object_key(MasterKeys(secrets.token_bytes(32)), file_id, wrapped, key_id=key_id)
+    # The key id is authenticated: a row claiming to be wrapped before ids existed fails.
     with pytest.raises(DecryptionError):
-        unwrap_object_key(secrets.token_bytes(32), file_id, wrapped)
+        unwrap_object_key(master, file_id, wrapped, key_id=None)
+
+
+def test_a_previous_master_key_still_unwraps_what_it_wrapped() -> None:
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    file_id, key = uuid4(), new_object_key()
+    key_id, wrapped = wrap_object_key(MasterKeys(old), file_id, key)
+    rotating = MasterKeys(new, old)
+    assert unwrap_object_key(rotating, file_id, wrapped, key_id=key_id) == key
+    assert wrap_object_key(rotating, file_id, key)[0] == rotating.current_id != key_id
+    with pytest.raises(MasterKeyUnavailable):
+        unwrap_object_key(MasterKeys(new), file_id, wrapped, key_id=key_id)
 
 
 def test_each_object_gets_its_own_nonce_prefix() -> None:

@@ -57,7 +57,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     if settings.database_url is None or settings.valkey_url is None:
         raise RuntimeError("the API needs VOICECHAT_DATABASE_URL and VOICECHAT_VALKEY_URL resolved")
     server_keys = load_server_keys(settings)
-    storage = await open_storage(settings, server_keys.master_key)
+    storage = await open_storage(settings, server_keys.master_keys)
     pool = await create_pool(
         settings.database_url.get_secret_value(),
         min_size=settings.db_pool_min,

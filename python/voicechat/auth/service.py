@@ -13,12 +13,13 @@ from uuid import UUID
 
 from voicechat.auth import mfa
 from voicechat.auth.live_sessions import LiveSessions
+from voicechat.auth.mfa_keys import backup_code_key, open_mfa_secret, seal_mfa_secret
 from voicechat.auth.passwords import Passwords
 from voicechat.auth.ratelimit import RateLimiter
 from voicechat.auth.sessions import SessionInfo, SessionStore
 from voicechat.auth.tokens import AccessClaims, AccessTokens
 from voicechat.cache import Cache, keys
-from voicechat.crypto import DecryptionError, derive_key, keyed_hash, open_sealed, seal, token_hash
+from voicechat.crypto import DecryptionError, keyed_hash, token_hash
 from voicechat.db.pool import Connection, Pool
 from voicechat.db.repositories import (
     AuditLog,
@@ -28,8 +29,8 @@ from voicechat.db.repositories import (
     UserRepository,
 )
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import BadRequest, Conflict, NotFound, Unauthorized
-from voicechat.server_keys import ServerKeys
+from voicechat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
+from voicechat.server_keys import MasterKeyUnavailable, ServerKeys
 from voicechat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,9 @@ class AuthService:
         self.settings = settings
         self._db = db
         self._cache = cache
-        self._mfa_key = derive_key(keys_.master_key, "mfa-secret")
-        self._backup_key = derive_key(keys_.master_key, "mfa-backup-code")
+        self._master_keys = keys_.master_keys
+        # Loaded on first use (auth/mfa_keys.py); its value never changes, only its wrapping.
+        self._backup_key: bytes | None = None
         self.passwords = Passwords()
         self.tokens = AccessTokens(
             keys_, issuer=settings.jwt_issuer, ttl_seconds=settings.access_token_ttl
@@ -255,27 +257,51 @@ class AuthService:
         self, conn: Connection, user_id: UUID, code: str, *, allow_backup: bool
     ) -> tuple[bool, Literal["totp", "backup_code"]]:
         repo = MfaRepository(conn)
-        sealed, _ = await repo.state(user_id)
-        secret = self._open_secret(user_id, sealed)
+        sealed, key_id = await repo.sealed_secret(user_id)
+        secret = self._open_secret(user_id, sealed, key_id)
         code = code.strip().replace(" ", "")
         if secret is not None:
             step = mfa.matching_step(secret, code)
             if step is not None and await repo.claim_totp_step(user_id, step):
                 return True, "totp"
         if allow_backup and not code.isdigit():
-            digest = keyed_hash(self._backup_key, mfa.normalize_backup_code(code).encode())
+            backup_key = await self._backup_code_key(conn)
+            digest = keyed_hash(backup_key, mfa.normalize_backup_code(code).encode())
             if await repo.use_backup_code(user_id, digest):
                 return True, "backup_code"
         return False, "totp"
 
-    def _open_secret(self, user_id: UUID, sealed: bytes | None) -> str | None:
+    def _open_secret(self, user_id: UUID, sealed: bytes | None, key_id: bytes | None) -> str | None:
         if sealed is None:
             return None
         try:
-            return open_sealed(self._mfa_key, sealed, context=user_id.bytes).decode()
+            return open_mfa_secret(self._master_keys, user_id, sealed, key_id)
+        except MasterKeyUnavailable as exc:
+            log.error(
+                "the MFA secret of user %s is sealed under master key %s, which is not configured",
+                user_id,
+                exc.key_id.hex(),
+            )
+            raise ServiceUnavailable(
+                "the second factor cannot be checked: its secret is sealed under a master key "
+                "this server does not have",
+                code=ErrorCode.MASTER_KEY_UNAVAILABLE,
+            ) from None
         except DecryptionError:
             log.error("the MFA secret of user %s does not decrypt under the master key", user_id)
             return None
+
+    async def _backup_code_key(self, conn: Connection) -> bytes:
+        if self._backup_key is None:
+            try:
+                self._backup_key = await backup_code_key(conn, self._master_keys)
+            except MasterKeyUnavailable:
+                raise ServiceUnavailable(
+                    "backup codes cannot be checked: their key is sealed under a master key "
+                    "this server does not have",
+                    code=ErrorCode.MASTER_KEY_UNAVAILABLE,
+                ) from None
+        return self._backup_key
 
     async def setup_mfa(self, caller: Authenticated, client: Client) -> tuple[str, str]:
         """Begin MFA set-up: a new secret and its otpauth URI (inactive until confirmed).
@@ -288,8 +314,8 @@ class AuthService:
             if user.mfa_enabled:
                 raise Conflict("MFA is already enabled", code=ErrorCode.MFA_ALREADY_ENABLED)
             secret = mfa.new_secret()
-            sealed = seal(self._mfa_key, secret.encode(), context=user.id.bytes)
-            await MfaRepository(conn).set_pending_secret(user.id, sealed)
+            key_id, sealed = seal_mfa_secret(self._master_keys, user.id, secret)
+            await MfaRepository(conn).set_pending_secret(user.id, sealed, master_key_id=key_id)
             await AuditLog(conn).record(
                 "mfa.setup_started",
                 user_id=user.id,
@@ -319,7 +345,7 @@ class AuthService:
             codes = mfa.new_backup_codes()
             await repo.enable(
                 caller.user_id,
-                [keyed_hash(self._backup_key, c.encode()) for c in codes],
+                [keyed_hash(await self._backup_code_key(conn), c.encode()) for c in codes],
             )
             await AuditLog(conn).record(
                 "mfa.enabled",

@@ -15,8 +15,10 @@ holds exactly `chunk_size` bytes; the last holds 1..chunk_size (0 only for an em
 an object always ends with a chunk sealed as final.
 
 Each object has its own random 256-bit key, stored only wrapped: sealed (crypto.seal) under a
-subkey of the server master key, with the object's id as associated data, so a wrapped key
-copied to another row does not open.
+subkey of the current master key, with the object's id and the master key's id as associated
+data, so a wrapped key copied to another row, or a row whose key id was edited, does not open.
+The row records that key id (`files.master_key_id`): a master-key rotation re-wraps the object
+keys, never the objects (server_keys.MasterKeys, `voicechat admin rotate-master-key`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from voicechat.crypto import KEY_BYTES, DecryptionError, derive_key, open_sealed, seal
+from voicechat.crypto import KEY_BYTES, DecryptionError
+from voicechat.server_keys import MasterKeys
 
 MAGIC = b"VCS1"
 CHUNK_SIZE = 64 * 1024
@@ -44,22 +47,23 @@ def new_object_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def wrap_object_key(master_key: bytes, file_id: UUID, object_key: bytes) -> bytes:
-    """The object key sealed under the master key's file subkey, bound to `file_id`."""
-    return seal(
-        derive_key(master_key, _KEY_WRAP_PURPOSE), object_key, context=_wrap_context(file_id)
-    )
+def wrap_object_key(keys: MasterKeys, file_id: UUID, object_key: bytes) -> tuple[bytes, bytes]:
+    """The object key sealed under the current master key's file subkey, bound to `file_id`;
+    returns (master key id, wrapped key)."""
+    return keys.seal(_KEY_WRAP_PURPOSE, object_key, context=_wrap_context(file_id))
 
 
-def unwrap_object_key(master_key: bytes, file_id: UUID, wrapped: bytes) -> bytes:
-    """Reverse :func:`wrap_object_key`.
+def unwrap_object_key(
+    keys: MasterKeys, file_id: UUID, wrapped: bytes, *, key_id: bytes | None
+) -> bytes:
+    """Reverse :func:`wrap_object_key`, under the master key `key_id` names (None: wrapped
+    before key ids were recorded).
 
     Raises:
-        DecryptionError: another master key, another file's wrapped key, or tampered bytes.
+        MasterKeyUnavailable: that master key is not configured.
+        DecryptionError: another file's wrapped key, or tampered bytes.
     """
-    return open_sealed(
-        derive_key(master_key, _KEY_WRAP_PURPOSE), wrapped, context=_wrap_context(file_id)
-    )
+    return keys.open(_KEY_WRAP_PURPOSE, wrapped, key_id=key_id, context=_wrap_context(file_id))
 
 
 def _wrap_context(file_id: UUID) -> bytes:

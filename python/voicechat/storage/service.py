@@ -15,7 +15,8 @@ from voicechat.crypto import DecryptionError
 from voicechat.db.pool import Connection
 from voicechat.db.repositories.files import FileRepository, StoredFile, file_url
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import NotFound, ValidationFailed
+from voicechat.errors import NotFound, ServiceUnavailable, ValidationFailed
+from voicechat.server_keys import MasterKeys, MasterKeyUnavailable
 from voicechat.settings import Settings
 from voicechat.storage.backends import Backend, LocalBackend, ObjectWriter, S3Backend
 from voicechat.storage.sealed import (
@@ -44,6 +45,7 @@ class SealedUpload:
     file_id: UUID
     key: str
     wrapped_key: bytes
+    master_key_id: bytes
     _writer: ObjectWriter
     _sealer: StreamSealer
     size: int = 0
@@ -72,9 +74,9 @@ class SealedUpload:
 class FileStorage:
     """Encrypted objects in one backend, each under its own key wrapped by the master key."""
 
-    def __init__(self, backend: Backend, master_key: bytes) -> None:
+    def __init__(self, backend: Backend, master_keys: MasterKeys) -> None:
         self.backend = backend
-        self._master_key = master_key
+        self._master_keys = master_keys
 
     @staticmethod
     def object_key(file_id: UUID) -> str:
@@ -86,10 +88,12 @@ class FileStorage:
         object_key = new_object_key()
         key = self.object_key(file_id)
         writer = await self.backend.create(key)
+        master_key_id, wrapped_key = wrap_object_key(self._master_keys, file_id, object_key)
         return SealedUpload(
             file_id=file_id,
             key=key,
-            wrapped_key=wrap_object_key(self._master_key, file_id, object_key),
+            wrapped_key=wrapped_key,
+            master_key_id=master_key_id,
             _writer=writer,
             _sealer=StreamSealer(object_key),
         )
@@ -103,8 +107,10 @@ class FileStorage:
         Raises:
             ObjectMissing: the backend has no object for the row.
             DecryptionError: the object or its wrapped key was altered or swapped.
+            ServiceUnavailable: its key is wrapped under a master key that is not configured
+                (`storage_key_unavailable`: a rotation's previous key removed too early).
         """
-        key = unwrap_object_key(self._master_key, file.id, file.wrapped_key)
+        key = self.object_key_of(file)
         if start == 0 and end is None:
             async with aclosing(self._read_whole(file, key)) as whole:
                 async for piece in whole:
@@ -143,6 +149,29 @@ class FileStorage:
         # The range's last chunk is held back until the end: it may be the object's final one.
         if kept := trim(opener.finish() if final else opener.finish_range()):
             yield kept
+
+    def object_key_of(self, file: StoredFile) -> bytes:
+        """The unwrapped key of a file's object.
+
+        Raises:
+            DecryptionError: the wrapped key was altered or swapped.
+            ServiceUnavailable: the master key that wrapped it is not configured.
+        """
+        try:
+            return unwrap_object_key(
+                self._master_keys, file.id, file.wrapped_key, key_id=file.master_key_id
+            )
+        except MasterKeyUnavailable as exc:
+            log.error(
+                "file %s is wrapped under master key %s, which is not configured "
+                "(VOICECHAT_MASTER_KEY_PREVIOUS removed before the rotation finished?)",
+                file.id,
+                exc.key_id.hex(),
+            )
+            raise ServiceUnavailable(
+                "the file's key is sealed under a master key this server does not have",
+                code=ErrorCode.MASTER_KEY_UNAVAILABLE,
+            ) from None
 
     async def _read_whole(self, file: StoredFile, key: bytes) -> AsyncGenerator[bytes, None]:
         opener = StreamOpener(key)
@@ -252,7 +281,7 @@ def _s3_location(storage_url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-async def open_storage(settings: Settings, master_key: bytes) -> FileStorage:
+async def open_storage(settings: Settings, master_keys: MasterKeys) -> FileStorage:
     """The storage backend the settings name: `s3://bucket[/prefix]`, else a local directory."""
     if settings.storage_url is not None and settings.storage_url.startswith("s3://"):
         bucket, prefix = _s3_location(settings.storage_url)
@@ -260,10 +289,10 @@ async def open_storage(settings: Settings, master_key: bytes) -> FileStorage:
         client = await asyncio.to_thread(s3_client, settings)
         # The request-side bound of one call: one attempt's silence, and a second to spare.
         deadline = max(settings.s3_connect_timeout, settings.s3_read_timeout) + 1.0
-        return FileStorage(S3Backend(client, bucket, prefix, call_deadline=deadline), master_key)
+        return FileStorage(S3Backend(client, bucket, prefix, call_deadline=deadline), master_keys)
     directory = settings.files_dir
     await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
-    return FileStorage(LocalBackend(directory), master_key)
+    return FileStorage(LocalBackend(directory), master_keys)
 
 
 def s3_client(

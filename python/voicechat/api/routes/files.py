@@ -225,6 +225,7 @@ async def upload(
                 size_bytes=stored.size,
                 key=stored.key,
                 wrapped_key=stored.wrapped_key,
+                master_key_id=stored.master_key_id,
             )
     except BaseException as exc:
         await _discard(res.storage.delete(stored.key), file_id)

@@ -12,12 +12,12 @@ from voicechat.db.repositories.rows import found, from_record
 from voicechat.error_codes import ErrorCode
 
 FILE_COLUMNS = """id, message_id, channel_id, uploader_id, filename, mime_type, size_bytes,
-    s3_key, wrapped_key, created_at"""
+    s3_key, wrapped_key, created_at, master_key_id"""
 
 INSERT_FILE = f"""
 INSERT INTO files (id, channel_id, uploader_id, filename, mime_type, size_bytes, s3_key,
-                   wrapped_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   wrapped_key, master_key_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {FILE_COLUMNS}
 """  # noqa: S608 (constant fragments, no user input)
 
@@ -68,6 +68,8 @@ class StoredFile:
     s3_key: str
     wrapped_key: bytes
     created_at: datetime
+    # The master key that wrapped `wrapped_key` (None: wrapped before key ids were recorded).
+    master_key_id: bytes | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> StoredFile:
@@ -97,8 +99,9 @@ class FileRepository:
         size_bytes: int,
         key: str,
         wrapped_key: bytes,
+        master_key_id: bytes,
     ) -> StoredFile:
-        """Record a stored object."""
+        """Record a stored object, its key wrapped under master key `master_key_id`."""
         record = await self._conn.fetchrow(
             INSERT_FILE,
             file_id,
@@ -109,6 +112,7 @@ class FileRepository:
             size_bytes,
             key,
             wrapped_key,
+            master_key_id,
         )
         return StoredFile.from_record(record)
 

@@ -64,14 +64,16 @@ WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, username, display_name, email, password_hash, auth_method, external_id, provider,
     avatar_url, status, mfa_enabled, created_at, updated_at
 """
-SELECT_MFA = "SELECT mfa_secret, mfa_enabled FROM users WHERE id = $1"
+SELECT_MFA = "SELECT mfa_secret, mfa_secret_key_id, mfa_enabled FROM users WHERE id = $1"
 SET_MFA_SECRET = """
-UPDATE users SET mfa_secret = $2, mfa_enabled = false, mfa_last_step = NULL, updated_at = now()
+UPDATE users SET mfa_secret = $2, mfa_secret_key_id = $3, mfa_enabled = false,
+    mfa_last_step = NULL, updated_at = now()
 WHERE id = $1
 """
 ENABLE_MFA = "UPDATE users SET mfa_enabled = true, updated_at = now() WHERE id = $1"
 DISABLE_MFA = """
-UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_last_step = NULL, updated_at = now()
+UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_secret_key_id = NULL,
+    mfa_last_step = NULL, updated_at = now()
 WHERE id = $1
 """
 # Accepting a TOTP step is a compare-and-set: only a step later than the last one wins.
@@ -254,9 +256,20 @@ class MfaRepository:
         )
         return record["mfa_secret"], record["mfa_enabled"]
 
-    async def set_pending_secret(self, user_id: UUID, sealed_secret: bytes) -> None:
-        """Store a new secret, not yet active until a code proves the app has it."""
-        await self._conn.execute(SET_MFA_SECRET, user_id, sealed_secret)
+    async def sealed_secret(self, user_id: UUID) -> tuple[bytes | None, bytes | None]:
+        """The sealed TOTP secret (if any) and the id of the master key that sealed it (None:
+        sealed before key ids were recorded)."""
+        record = found(
+            await self._conn.fetchrow(SELECT_MFA, user_id), "user", ErrorCode.USER_NOT_FOUND
+        )
+        return record["mfa_secret"], record["mfa_secret_key_id"]
+
+    async def set_pending_secret(
+        self, user_id: UUID, sealed_secret: bytes, *, master_key_id: bytes
+    ) -> None:
+        """Store a new secret, sealed under master key `master_key_id`, not yet active until a
+        code proves the app has it."""
+        await self._conn.execute(SET_MFA_SECRET, user_id, sealed_secret, master_key_id)
 
     async def enable(self, user_id: UUID, backup_code_hashes: list[bytes]) -> None:
         """Turn MFA on with a fresh set of backup codes (replacing older ones)."""
