@@ -207,10 +207,10 @@ def load_master_keys(settings: Settings) -> MasterKeys:
     """The keyring from settings (`VOICECHAT_MASTER_KEY`, `VOICECHAT_MASTER_KEY_PREVIOUS`), or
     (development) from `master.key` and `master.key.previous` in the data dir."""
     if settings.master_key is not None:
-        previous = settings.master_key_previous
+        configured = settings.master_key_previous
         return MasterKeys(
             decode_master_key(settings.master_key.get_secret_value()),
-            None if previous is None else decode_master_key(previous.get_secret_value()),
+            None if configured is None else decode_master_key(configured.get_secret_value()),
         )
     secrets_dir = settings.data_dir / "secrets"
     current, previous = _master_key_files(secrets_dir)

@@ -21,6 +21,7 @@ from voicechat.db.pool import Pool, dedicated_connection
 from voicechat.events import EventBus
 from voicechat.gateway import Gateway
 from voicechat.gateway.voice_signaling import VoiceService
+from voicechat.key_rotation import warn_unopenable
 from voicechat.server_keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 from voicechat.storage import FileStorage, open_storage
@@ -72,6 +73,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             settings.database_url.get_secret_value(), connect_timeout=settings.db_connect_timeout
         ) as conn:
             applied = await apply_migrations(conn)
+            # Values sealed under a master key not configured are logged, by kind and key id.
+            await warn_unopenable(conn, server_keys.master_keys)
         for migration in applied:
             log.info("schema migrated to %04d_%s", migration.version, migration.name)
         cache = create_cache(
