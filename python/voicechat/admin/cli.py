@@ -9,7 +9,12 @@ from voicechat.admin.master_key import rotate_master_key
 
 @click.group()
 def admin() -> None:
-    """Operator commands on the database directly, for a shell without a browser."""
+    """Operate the server from a shell: users, invites, audit ... (docs/accounts.md).
+
+    Works on the server's database directly with its settings (VOICECHAT_*, .env, TOML);
+    with the embedded PostgreSQL, a running `voicechat serve`'s or one started for the command.
+    Every listing prints a table, or JSON with --json.
+    """
 
 
 admin.add_command(rotate_master_key)
