@@ -93,13 +93,15 @@ class UserProfile(FromRow):
     display_name: str | None
     avatar_url: str | None
     status: Status
+    #: A bot account (docs/accounts.md "Bots"); false where the row does not say.
+    bot: bool = False
 
 
 class OwnProfile(UserProfile):
     """What a user sees of themselves."""
 
     email: str | None
-    auth_method: Literal["local", "oidc"]
+    auth_method: Literal["local", "oidc", "bot"]
     mfa_enabled: bool
     roles: list[str]
     created_at: datetime

@@ -14,7 +14,7 @@ from voicechat.db.repositories.rows import found
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import Conflict
 
-AuthMethod = Literal["local", "oidc"]
+AuthMethod = Literal["local", "oidc", "bot"]
 Status = Literal["online", "idle", "dnd", "offline"]
 
 # Every SELECT returns the same columns, in the order of `User`'s fields.
@@ -120,6 +120,11 @@ class User:
     def from_record(cls, record: asyncpg.Record) -> User:
         """Build from a row selected with the repository's column list."""
         return cls(**dict(record.items()))
+
+    @property
+    def bot(self) -> bool:
+        """A bot account (db/repositories/bots.py): token auth only, owned by a user."""
+        return self.auth_method == "bot"
 
 
 # Serialises "is this the first user?" across instances; any constant shared by all of them.
