@@ -87,6 +87,13 @@ class ErrorCode(StrEnum):
     INVITE_NOT_FOUND = "invite_not_found"
     ROLE_ABOVE_YOURS = "role_above_yours"
 
+    # Bots and the administration of accounts (docs/accounts.md, "Bots", "Administration").
+    INVALID_BOT_TOKEN = "invalid_bot_token"
+    NOT_FOR_BOTS = "not_for_bots"
+    BOT_NOT_FOUND = "bot_not_found"
+    ACCOUNT_DISABLED = "account_disabled"
+    LAST_ADMINISTRATOR = "last_administrator"
+
     # Channels, roles and permissions.
     CHANNEL_NOT_FOUND = "channel_not_found"
     MISSING_PERMISSION = "missing_permission"
