@@ -230,6 +230,9 @@ class Settings(BaseSettings):
     rate_limit_refresh: str = Field("30/minute", description="Refreshes per account and per IP.")
     rate_limit_mfa: str = Field("5/5minutes", description="MFA code attempts per account.")
     rate_limit_mfa_ip: str = Field("20/5minutes", description="MFA code attempts per client IP.")
+    rate_limit_bot_token_ip: str = Field(
+        "20/minute", description="Unknown or revoked bot tokens presented per client IP."
+    )
     rate_limit_key_claims: str = Field(
         "50/hour",
         description="One-time keys one user may claim from another user's devices.",
@@ -512,6 +515,7 @@ class Settings(BaseSettings):
         "rate_limit_refresh",
         "rate_limit_mfa",
         "rate_limit_mfa_ip",
+        "rate_limit_bot_token_ip",
         "rate_limit_key_claims",
         "rate_limit_gateway_ip",
         "rate_limit_gateway_user",
