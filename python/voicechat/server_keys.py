@@ -63,7 +63,8 @@ class MasterKeys:
         """`reload`, if given, re-reads both keys (development's key files)."""
         self._lock = threading.Lock()
         self._reload = reload
-        self._reloaded_at = time.monotonic()
+        # The first unknown id re-reads at once; later ones at most every interval.
+        self._reloaded_at = -_RELOAD_INTERVAL_SECONDS
         self._set(current, previous)
 
     def _set(self, current: bytes, previous: bytes | None) -> None:
