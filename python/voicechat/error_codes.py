@@ -87,6 +87,16 @@ class ErrorCode(StrEnum):
     INVITE_NOT_FOUND = "invite_not_found"
     ROLE_ABOVE_YOURS = "role_above_yours"
 
+    # Bans, timeouts and voice moderation (docs/moderation.md).
+    BANNED = "banned"
+    TIMED_OUT = "timed_out"
+    ROLE_HIERARCHY = "role_hierarchy"
+    CANNOT_MODERATE_SELF = "cannot_moderate_self"
+    BAN_NOT_FOUND = "ban_not_found"
+    INVALID_TIMEOUT = "invalid_timeout"
+    NOT_IN_VOICE = "not_in_voice"
+    SERVER_MUTED = "server_muted"
+
     # Bots and the administration of accounts (docs/accounts.md, "Bots", "Administration").
     INVALID_BOT_TOKEN = "invalid_bot_token"
     NOT_FOR_BOTS = "not_for_bots"
