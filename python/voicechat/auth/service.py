@@ -12,6 +12,8 @@ from typing import Literal
 from uuid import UUID
 
 from voicechat.auth import mfa
+from voicechat.auth.administration import refuse_disabled
+from voicechat.auth.bot_tokens import BotTokens
 from voicechat.auth.live_sessions import LiveSessions
 from voicechat.auth.mfa_keys import backup_code_key, open_mfa_secret, seal_mfa_secret
 from voicechat.auth.passwords import Passwords
@@ -29,7 +31,14 @@ from voicechat.db.repositories import (
     UserRepository,
 )
 from voicechat.error_codes import ErrorCode
-from voicechat.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized
+from voicechat.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from voicechat.server_keys import MasterKeyUnavailable, ServerKeys
 from voicechat.settings import Settings
 
@@ -73,6 +82,12 @@ class Authenticated:
     user_id: UUID
     session_id: UUID
     claims: AccessClaims
+    #: A bot's token (auth/bot_tokens.py); `session_id` is then the token's id.
+    bot: bool = False
+
+
+#: A bot's claims never expire by time: its token lives until it is revoked.
+_BOT_CLAIMS_EXPIRY = 2**62
 
 
 class AuthService:
@@ -96,13 +111,18 @@ class AuthService:
         )
         self.live = LiveSessions(cache, self.sessions)
         self.limits = RateLimiter(cache)
+        self.bot_tokens = BotTokens(
+            db, self.live, self.limits, failure_limit=settings.rate_limit_bot_token_ip
+        )
 
     async def start(self) -> None:
         """Start following revocations (cached session verdicts) and writing "last used"."""
         await self.live.start()
+        await self.bot_tokens.start()
 
     async def stop(self) -> None:
         """Stop those tasks; pending "last used" times are written first."""
+        await self.bot_tokens.stop()
         await self.live.stop()
 
     # -- registration and login ---------------------------------------------------------
@@ -160,6 +180,11 @@ class AuthService:
         await self.limits.hit(self.settings.rate_limit_login, "login-account", account)
         async with self._db.acquire() as conn:
             user = await UserRepository(conn).find_by_username(account)
+        if user is not None and user.bot:
+            raise Forbidden(
+                "bot accounts cannot log in with a password: send Authorization: Bot <token>",
+                code=ErrorCode.NOT_FOR_BOTS,
+            )
         stored = user.password_hash if user is not None else None
         if not await self.passwords.verify(stored, password) or user is None:
             await self._audit(
@@ -174,11 +199,19 @@ class AuthService:
         # limits of its own).
         await self.limits.clear(self.settings.rate_limit_login, "login-account", account)
         if user.mfa_enabled:
+            async with self._db.acquire() as conn:
+                await refuse_disabled(conn, user.id)  # before the second factor is asked for
             return await self._mfa_challenge(user, client)
         return await self.open_session(user, client, method="password")
 
     async def open_session(self, user: User, client: Client, *, method: str) -> TokenPair:
-        """Start a session for an authenticated user (password, MFA, SSO) and audit it."""
+        """Start a session for an authenticated user (password, MFA, SSO) and audit it.
+
+        Raises:
+            Forbidden: the account is disabled (`account_disabled`).
+        """
+        async with self._db.acquire() as conn:
+            await refuse_disabled(conn, user.id)
         session_id, refresh = await self.sessions.create(
             user.id, ip=client.ip, user_agent=client.user_agent
         )
@@ -308,7 +341,10 @@ class AuthService:
 
         Raises:
             Conflict: MFA is already on (turn it off first).
+            Forbidden: a bot (bots hold no second factor).
         """
+        if caller.bot:
+            raise Forbidden("bot accounts cannot set up MFA", code=ErrorCode.NOT_FOR_BOTS)
         async with self._db.acquire() as conn:
             user = await UserRepository(conn).get(caller.user_id)
             if user.mfa_enabled:
@@ -399,6 +435,34 @@ class AuthService:
             )
         self.live.used(claims.session_id)
         return Authenticated(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
+
+    async def authenticate_bot(self, token: str, ip: str) -> Authenticated:
+        """Verify a bot token (`Authorization: Bot <token>`): the bot, as the caller.
+
+        Raises:
+            Unauthorized: unknown, rotated or revoked token, or a disabled or deleted bot.
+            RateLimited: too many such tokens from this IP.
+        """
+        token_id, bot_id = await self.bot_tokens.verify(token, ip)
+        claims = AccessClaims(
+            user_id=bot_id,
+            session_id=token_id,
+            token_id=token_id.hex,
+            expires_at=_BOT_CLAIMS_EXPIRY,
+        )
+        return Authenticated(user_id=bot_id, session_id=token_id, claims=claims, bot=True)
+
+    async def authenticate_credential(self, credential: str, ip: str) -> Authenticated:
+        """The gateway's `auth` token: an access token, or `Bot <token>` for a bot.
+
+        Raises:
+            Unauthorized: as :meth:`authenticate` or :meth:`authenticate_bot`.
+            RateLimited: too many unknown bot tokens from this IP.
+        """
+        scheme, _, rest = credential.partition(" ")
+        if rest and scheme.lower() == "bot":
+            return await self.authenticate_bot(rest.strip(), ip)
+        return await self.authenticate(credential)
 
     async def refresh(self, refresh_token: str, *, client: Client) -> TokenPair:
         """Rotate a refresh token. A token that was already rotated revokes its session.

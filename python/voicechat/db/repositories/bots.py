@@ -64,13 +64,20 @@ DELETE FROM users WHERE id = $1 AND auth_method = 'bot'
 RETURNING COALESCE((SELECT array_agg(id) FROM live), '{}') AS tokens
 """
 # What a request with this token is: the bot, if the token is live and the account usable.
+# A disabled owner's bots stop too (disabling ends what the account runs).
 SELECT_TOKEN_OWNER = """
 SELECT t.id AS token_id, t.bot_id
-FROM bot_tokens t JOIN users u ON u.id = t.bot_id
+FROM bot_tokens t
+JOIN users u ON u.id = t.bot_id
+JOIN users o ON o.id = u.bot_owner_id
 WHERE t.token_hash = $1 AND t.revoked_at IS NULL
-  AND NOT u.disabled AND u.deleted_at IS NULL
+  AND NOT u.disabled AND u.deleted_at IS NULL AND NOT o.disabled AND o.deleted_at IS NULL
 """
-SELECT_LIVE_TOKENS = "SELECT id FROM bot_tokens WHERE bot_id = $1 AND revoked_at IS NULL"
+# The live tokens of a user who is a bot, and of the bots the user owns.
+SELECT_TOKENS_OF_USER_AND_BOTS = """
+SELECT t.id FROM bot_tokens t JOIN users u ON u.id = t.bot_id
+WHERE t.revoked_at IS NULL AND (u.id = $1 OR u.bot_owner_id = $1)
+"""
 # Batched "last used": never moves the time backwards.
 MARK_USED = """
 UPDATE bot_tokens t SET last_used_at = u.used
@@ -130,7 +137,7 @@ class BotRepository:
         assert record is not None
         return IssuedToken(record["id"], record["created_at"], list(record["revoked"]))
 
-    async def list(self, *, owner_id: UUID | None, limit: int = 1000) -> list[Bot]:
+    async def listing(self, *, owner_id: UUID | None, limit: int = 1000) -> list[Bot]:
         """Bots by username: those of `owner_id`, or everyone's when it is None."""
         records = await self._conn.fetch(SELECT_BOTS, owner_id, limit)
         return [from_record(Bot, record) for record in records]
@@ -151,9 +158,10 @@ class BotRepository:
         record = await self._conn.fetchrow(SELECT_TOKEN_OWNER, token_hash)
         return None if record is None else (record["token_id"], record["bot_id"])
 
-    async def live_tokens(self, bot_id: UUID) -> list[UUID]:
-        """The ids of the bot's live tokens (none for a user who is not a bot)."""
-        return [record["id"] for record in await self._conn.fetch(SELECT_LIVE_TOKENS, bot_id)]
+    async def tokens_of_user_and_bots(self, user_id: UUID) -> list[UUID]:
+        """The live tokens of `user_id` (a bot) and of the bots `user_id` owns."""
+        records = await self._conn.fetch(SELECT_TOKENS_OF_USER_AND_BOTS, user_id)
+        return [record["id"] for record in records]
 
     async def mark_used(self, used: Mapping[UUID, datetime]) -> None:
         """Record when tokens were last used (one statement for the batch)."""
