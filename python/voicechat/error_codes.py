@@ -128,6 +128,11 @@ class ErrorCode(StrEnum):
     NOT_ENCRYPTED = "not_encrypted"
     INCOMPLETE_CIPHERTEXT = "incomplete_ciphertext"
 
+    # Message search (docs/search.md).
+    CHANNEL_NOT_SEARCHABLE = "channel_not_searchable"
+    INVALID_SEARCH_CURSOR = "invalid_search_cursor"
+    SEARCH_TIMEOUT = "search_timeout"
+
     # Files and uploads.
     FILE_NOT_FOUND = "file_not_found"
     FILE_CONTENT_MISSING = "file_content_missing"
