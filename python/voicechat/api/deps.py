@@ -87,6 +87,10 @@ class _BearerAuthentication(HTTPBearer):
         scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            # Checked only off the Bearer path, which stays as it was (docs/accounts.md "Bots").
+            if token and scheme.lower() == "bot":
+                bots: Resources = request.app.state.resources
+                return await bots.auth.authenticate_bot(token, client_ip(request))
             raise Unauthorized("an access token is required", code=ErrorCode.MISSING_TOKEN)
         resources: Resources = request.app.state.resources
         return await resources.auth.authenticate(token)

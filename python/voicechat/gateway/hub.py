@@ -522,7 +522,8 @@ class Gateway:
             by_session: dict[UUID, list[Socket]] = {}
             for user in list(self.users.values()):
                 for socket in user.sockets:
-                    if socket.auth is not None:
+                    # A bot's token is no Valkey session: its revocation closes it (bot_tokens.py).
+                    if socket.auth is not None and not socket.auth.bot:
                         by_session.setdefault(socket.auth.session_id, []).append(socket)
             sessions = list(by_session)
             try:

@@ -249,8 +249,9 @@ class Socket:
         """Check the token, count the attempt, register the socket; or why not."""
         token = request.params["token"]
         try:
-            auth = await self.gateway.auth.authenticate(token)
-        except Unauthorized as exc:
+            # An access token, or "Bot <token>" for a bot account (docs/gateway.md).
+            auth = await self.gateway.auth.authenticate_credential(token, self.ip)
+        except (Unauthorized, RateLimited) as exc:
             return Refusal(
                 error_frame(request.id, RpcError.from_domain(exc)),
                 CloseCode.AUTHENTICATION_FAILED,
