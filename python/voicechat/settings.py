@@ -237,6 +237,19 @@ class Settings(BaseSettings):
         "50/hour",
         description="One-time keys one user may claim from another user's devices.",
     )
+    # Message search (docs/search.md).
+    rate_limit_search: str = Field(
+        "30/minute", description="Searches (GET /search/messages) per user."
+    )
+    search_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description=(
+            "Seconds PostgreSQL may spend on one search before cancelling it (503 "
+            "search_timeout); kept under VOICECHAT_DB_COMMAND_TIMEOUT."
+        ),
+    )
     gateway_max_sockets_per_user: int = Field(
         16,
         ge=1,
@@ -517,6 +530,7 @@ class Settings(BaseSettings):
         "rate_limit_mfa_ip",
         "rate_limit_bot_token_ip",
         "rate_limit_key_claims",
+        "rate_limit_search",
         "rate_limit_gateway_ip",
         "rate_limit_gateway_user",
     )
