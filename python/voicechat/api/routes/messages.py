@@ -82,7 +82,6 @@ class AuthorJson(TypedDict):
     display_name: str | None
     avatar_url: str | None
     status: str
-    bot: bool
 
 
 class AttachmentJson(TypedDict):
@@ -146,7 +145,6 @@ def message_json(m: StoredMessage) -> MessageJson:
             "display_name": author.display_name,
             "avatar_url": author.avatar_url,
             "status": author.status,
-            "bot": author.bot,
         },
         "content": m.content,
         "encrypted": {k: enc[k] for k in _ENCRYPTED_FIELDS} if enc else None,

@@ -21,7 +21,7 @@ SELECT m.id, m.channel_id, m.user_id, m.content, m.content_enc, m.nonce, m.reply
     m.edited_at, m.created_at,
     u.username AS author_username, u.display_name AS author_display_name,
     u.avatar_url AS author_avatar_url, u.status AS author_status,
-    u.deleted_at AS author_deleted_at, u.auth_method = 'bot' AS author_bot,
+    u.deleted_at AS author_deleted_at,
     a.attachments
 FROM messages m
 LEFT JOIN users u ON u.id = m.user_id
@@ -74,7 +74,7 @@ SELECT m.id, m.channel_id, m.user_id, m.content, m.content_enc, m.nonce, m.reply
     m.edited_at, m.created_at,
     u.username AS author_username, u.display_name AS author_display_name,
     u.avatar_url AS author_avatar_url, u.status AS author_status,
-    u.deleted_at AS author_deleted_at, u.auth_method = 'bot' AS author_bot,
+    u.deleted_at AS author_deleted_at,
     NULL::jsonb AS attachments
 FROM m LEFT JOIN users u ON u.id = m.user_id
 """
@@ -99,7 +99,6 @@ class Author:
     display_name: str | None
     avatar_url: str | None
     status: str
-    bot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +146,6 @@ class StoredMessage:
                 display_name=record["author_display_name"],
                 avatar_url=record["author_avatar_url"],
                 status=record["author_status"],
-                bot=bool(record["author_bot"]),
             )
         )
         return cls(
