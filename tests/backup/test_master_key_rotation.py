@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pyotp
-import pytest
 from click.testing import CliRunner, Result
 
+from tests.backup.conftest import BackupCli, one_line
 from tests.conftest import LiveServer
 from tests.files.conftest import PNG, S3Server, s3_settings
 from tests.utils.auth import DEFAULT_PASSWORD, bearer
@@ -137,6 +137,21 @@ class People:
         return response.status_code
 
 
+class _Lines(logging.Handler):
+    """The messages logged to one logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
 def _refused(response: httpx.Response) -> None:
     """What a read of a value under a master key no longer configured answers."""
     assert response.status_code == 503, response.text
@@ -150,7 +165,8 @@ async def test_rotation_with_live_reads_resumes_and_refuses_the_old_key(
     clean_valkey: str,
     live_server_factory: Callable[..., LiveServer],
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    backup_cli: BackupCli,
+    backup_env: dict[str, str],
 ) -> None:
     old, new = _key(), _key()
     common: dict[str, object] = {
@@ -168,13 +184,17 @@ async def test_rotation_with_live_reads_resumes_and_refuses_the_old_key(
         await people.upload(http, "alice", b"small words", "a.txt")
         await people.upload(http, "alice", os.urandom(200_000), "big.bin")
         await people.upload(http, "alice", PNG, "me.png")
+    made = await asyncio.to_thread(
+        backup_cli, "create", env={**backup_env, **_env({**common, "master_key": old})}
+    )
+    assert made.exit_code == 0, made.output
 
     rotating = {**common, "master_key": new, "master_key_previous": old}
     server = live_server_factory(_env(rotating))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as live:
         # Both keys configured: what the old key sealed still opens; new files use the new key.
         await people.read_files(live, "alice")
-        await people.upload(live, "alice", os.urandom(70_000), "after.bin")
+        after_backup = await people.upload(live, "alice", os.urandom(70_000), "after.bin")
 
         # An interrupted rotation: two values re-sealed (the backup codes' key, one file key).
         partial = await _rotate("--limit", "2", "--batch-size", "1", "--json", env=_env(rotating))
@@ -189,7 +209,9 @@ async def test_rotation_with_live_reads_resumes_and_refuses_the_old_key(
         assert await people.mfa_login(live, "alice") == 200
 
         # The previous key removed too early: what it still seals is refused, clearly.
-        caplog.set_level(logging.WARNING, logger="voicechat.key_rotation")
+        # (Its own handler: the in-process backup command reconfigured the root logger.)
+        warnings = _Lines()
+        logging.getLogger("voicechat.key_rotation").addHandler(warnings)
         async with _app(settings_factory(**common, master_key=new)) as too_early:
             statuses = {
                 file_id: await too_early.get(f"/files/{file_id}", headers=people.auth["alice"])
@@ -209,8 +231,8 @@ async def test_rotation_with_live_reads_resumes_and_refuses_the_old_key(
                     "/auth/mfa/verify", json={"mfa_token": body["mfa_token"], "code": "123456"}
                 )
             )
-        assert "2 file keys are sealed under master key" in caplog.text
-        assert "2 mfa secrets are sealed under master key" in caplog.text
+        assert "2 file keys are sealed under master key" in warnings.text
+        assert "2 mfa secrets are sealed under master key" in warnings.text
 
         # Resumed: it goes on with the rest and says it is complete.
         rest = await _rotate(env=_env(rotating))
@@ -248,6 +270,25 @@ async def test_rotation_with_live_reads_resumes_and_refuses_the_old_key(
                 "/auth/mfa/verify", json={"mfa_token": body["mfa_token"], "code": "123456"}
             )
         )
+
+    # A backup made before the rotation: refused under the new key alone; restorable with the
+    # key of then as the previous one, and a second rotation brings it under the new key.
+    restore_env = {**backup_env, **_env(common)}
+    refused = await asyncio.to_thread(
+        backup_cli, "restore", "latest", env={**restore_env, "VOICECHAT_MASTER_KEY": new}
+    )
+    assert refused.exit_code == 1
+    assert "is not the master key of this backup" in one_line(refused)
+    both = {**restore_env, "VOICECHAT_MASTER_KEY": new, "VOICECHAT_MASTER_KEY_PREVIOUS": old}
+    restored = await asyncio.to_thread(backup_cli, "restore", "latest", env=both)
+    assert restored.exit_code == 0, restored.output
+    people.files.pop(after_backup)
+    again = await _rotate(env=_env(rotating))
+    assert again.exit_code == 0, again.output
+    assert "1 server secrets, 3 file keys, 2 MFA secrets" in again.stdout
+    async with _app(settings_factory(**common, master_key=new)) as after_restore:
+        await people.read_files(after_restore, "alice")
+        assert await people.mfa_login(after_restore, "carol", backup_code=True) == 200
 
 
 async def test_development_rotation_on_s3_while_the_server_runs(

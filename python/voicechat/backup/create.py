@@ -293,6 +293,12 @@ def _write_archive(
             manifest.parts.append(_add_bytes(tar, parts.SETTINGS, snapshot))
             master, pem = _keys_part(server_keys)
             manifest.parts.append(_add_bytes(tar, parts.MASTER_KEY, master))
+            previous = server_keys.master_keys.previous
+            if previous is not None:
+                # Mid-rotation, some rows are still sealed under it.
+                manifest.parts.append(
+                    _add_bytes(tar, parts.PREVIOUS_MASTER_KEY, base64.b64encode(previous))
+                )
             manifest.parts.append(_add_bytes(tar, parts.JWT_KEY, pem))
             copied, total = 0, sum(sizes.values())
             for index, object_key in enumerate(k for k in dump.object_keys if k in sizes):

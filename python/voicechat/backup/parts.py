@@ -11,12 +11,14 @@ HEADER = "header.json"
 DATABASE = "database.pgdump"
 SETTINGS = "config/settings.json"
 MASTER_KEY = "config/secrets/master.key"
+#: Only in a backup made while a master-key rotation was configured (its previous key).
+PREVIOUS_MASTER_KEY = "config/secrets/master.key.previous"
 JWT_KEY = "config/secrets/jwt_ed25519.pem"
 MANIFEST = "manifest.json"
 FILES_PREFIX = "files/"
 #: A file object's name: `files/` and the storage key (`ab/<uuid>`, see FileStorage.object_key).
 _FILE_PART = re.compile(r"^files/[0-9a-f]{2}/[0-9a-f-]{36}$")
-_FIXED = frozenset({DATABASE, SETTINGS, MASTER_KEY, JWT_KEY})
+_FIXED = frozenset({DATABASE, SETTINGS, MASTER_KEY, PREVIOUS_MASTER_KEY, JWT_KEY})
 
 
 def is_known_part(name: str) -> bool:

@@ -40,6 +40,7 @@ from voicechat.backup.postgres import (
 from voicechat.backup.store import BackupStore, StoredBackup
 from voicechat.db import load_migrations
 from voicechat.db.repositories.backups import PREVIOUS_SCHEMA, BackupQueries
+from voicechat.server_keys import load_master_keys
 from voicechat.settings import Settings
 
 #: Steps as they finish: (what was done, seconds it took).
@@ -167,7 +168,9 @@ def open_verified(
     return VerifiedBackup(manifest, reader.bytes_in, staging, secrets)
 
 
-_SECRET_PARTS = frozenset({parts.MASTER_KEY, parts.JWT_KEY, parts.SETTINGS})
+_SECRET_PARTS = frozenset(
+    {parts.MASTER_KEY, parts.PREVIOUS_MASTER_KEY, parts.JWT_KEY, parts.SETTINGS}
+)
 
 
 def _take(
@@ -257,15 +260,13 @@ def restore_backup(
             f"({len(verified.manifest.parts)} parts, {verified.archive_bytes} bytes)",
             started,
         )
-        master = base64.b64decode(verified.secrets[parts.MASTER_KEY].strip())
-        if (
-            settings.master_key is not None
-            and base64.b64decode(settings.master_key.get_secret_value()) != master
-        ):
+        if settings.master_key is not None and not _has_backup_keys(settings, verified):
             raise BackupRefused(
                 "VOICECHAT_MASTER_KEY is not the master key of this backup: its files and MFA "
                 "secrets would not open; unset it (the backup's key goes into the data dir) or "
-                "set it to the backup's"
+                "set it to the backup's (a backup made before a master-key rotation: set "
+                "VOICECHAT_MASTER_KEY_PREVIOUS to the key of then, restore, run `voicechat admin "
+                "rotate-master-key`)"
             )
         pg_restore = tool("pg_restore")
         if tool_major(pg_restore) < verified.header.pg_dump_major:
@@ -363,12 +364,29 @@ def _restore_files(settings: Settings, verified: VerifiedBackup) -> int:
     return len(records)
 
 
+def _has_backup_keys(settings: Settings, verified: VerifiedBackup) -> bool:
+    """Whether the configured keyring holds every master key the backup's data may be sealed
+    under (its master key, and its previous one if it was made mid-rotation)."""
+    configured = load_master_keys(settings)
+    held = {configured.current, configured.previous}
+    return all(
+        base64.b64decode(verified.secrets[name].strip()) in held
+        for name in (parts.MASTER_KEY, parts.PREVIOUS_MASTER_KEY)
+        if name in verified.secrets
+    )
+
+
 def _restore_config(settings: Settings, verified: VerifiedBackup) -> list[str]:
     written: list[str] = []
     secrets_dir = settings.data_dir / "secrets"
     if settings.master_key is None:
         write_private(secrets_dir / "master.key", verified.secrets[parts.MASTER_KEY])
         written.append("secrets/master.key")
+        if parts.PREVIOUS_MASTER_KEY in verified.secrets:
+            write_private(
+                secrets_dir / "master.key.previous", verified.secrets[parts.PREVIOUS_MASTER_KEY]
+            )
+            written.append("secrets/master.key.previous")
     if settings.jwt_private_key is None:
         write_private(secrets_dir / "jwt_ed25519.pem", verified.secrets[parts.JWT_KEY])
         written.append("secrets/jwt_ed25519.pem")
