@@ -233,6 +233,61 @@ class Settings(BaseSettings):
     rate_limit_bot_token_ip: str = Field(
         "20/minute", description="Unknown or revoked bot tokens presented per client IP."
     )
+    # Accounts and mail (docs/accounts.md).
+    smtp_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Where account mail goes: smtp://user:pass@host:port (STARTTLS when the server "
+            "offers it), smtp+starttls://... (STARTTLS required), smtps://... (implicit TLS). "
+            "Unset: no mail; forgot-password still answers 202 and operators reset passwords "
+            "with `voicechat admin users reset-password`."
+        ),
+    )
+    mail_from: str = Field(
+        "voicechat@localhost",
+        min_length=3,
+        max_length=254,
+        pattern=r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+>?$",
+        description='The From of account mail: "voicechat@example.org" or "Name <addr>".',
+    )
+    smtp_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds for one SMTP delivery, connect to QUIT."
+    )
+    mail_retry_max_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Longest pause between retries of a mail SMTP refused (backoff from 1 s).",
+    )
+    password_reset_ttl_seconds: int = Field(
+        1800, ge=1, le=86400, description="How long a password reset token works (30 min)."
+    )
+    email_verify_ttl_seconds: int = Field(
+        86400, ge=1, le=30 * 86400, description="How long an email verification token works."
+    )
+    deleted_username_grace_days: int = Field(
+        30,
+        ge=0,
+        le=3650,
+        description="Days a deleted account's username and SSO subject stay taken.",
+    )
+    rate_limit_password_forgot_ip: str = Field(
+        "10/hour", description="Forgot-password requests per client IP."
+    )
+    rate_limit_password_forgot: str = Field(
+        "3/hour", description="Forgot-password requests (and reset mails) per account."
+    )
+    rate_limit_account_token_ip: str = Field(
+        "30/hour", description="Reset and verification tokens presented per client IP."
+    )
+    rate_limit_reauth: str = Field(
+        "5/15minutes",
+        description="Password or MFA checks per account for password change and deletion.",
+    )
+    rate_limit_email_change: str = Field(
+        "5/hour", description="Verification mails one account may ask for."
+    )
+    rate_limit_export: str = Field("3/hour", description="Data exports per account.")
     rate_limit_key_claims: str = Field(
         "50/hour",
         description="One-time keys one user may claim from another user's devices.",
@@ -443,6 +498,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss://, valkey:// or unix://")
         return SecretStr(url)
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from voicechat.mail.smtp import SmtpTarget
+
+        SmtpTarget.from_url(value.get_secret_value())  # ValueError names the problem, no secret
+        return value
+
     @field_validator("storage_url")
     @classmethod
     def _storage_scheme(cls, value: str | None) -> str | None:
@@ -507,6 +572,12 @@ class Settings(BaseSettings):
             raise ValueError("point-in-time recovery is not built yet; leave it off")
         return value
 
+    @field_validator("master_key_previous", mode="before")
+    @classmethod
+    def _no_previous_key(cls, value: object) -> object:
+        # Compose passes an unset variable as "": no rotation under way.
+        return None if value == "" else value
+
     @field_validator("master_key", "master_key_previous")
     @classmethod
     def _master_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -529,6 +600,12 @@ class Settings(BaseSettings):
         "rate_limit_mfa",
         "rate_limit_mfa_ip",
         "rate_limit_bot_token_ip",
+        "rate_limit_password_forgot_ip",
+        "rate_limit_password_forgot",
+        "rate_limit_account_token_ip",
+        "rate_limit_reauth",
+        "rate_limit_email_change",
+        "rate_limit_export",
         "rate_limit_key_claims",
         "rate_limit_search",
         "rate_limit_gateway_ip",
