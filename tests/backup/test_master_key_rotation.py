@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pyotp
@@ -25,8 +26,15 @@ from tests.conftest import LiveServer
 from tests.files.conftest import PNG, S3Server, s3_settings
 from tests.utils.auth import DEFAULT_PASSWORD, bearer
 from voicechat.api.app import create_app
+from voicechat.auth.mfa_keys import backup_code_key, open_mfa_secret
 from voicechat.cli import cli
+from voicechat.crypto import derive_key, seal
+from voicechat.db.pool import dedicated_connection
+from voicechat.db.repositories import MfaRepository
+from voicechat.key_rotation import key_status, rotate
+from voicechat.server_keys import MasterKeys
 from voicechat.settings import Settings
+from voicechat.storage.sealed import new_object_key, unwrap_object_key, wrap_object_key
 
 
 def _key() -> str:
@@ -338,3 +346,69 @@ async def test_development_rotation_on_s3_while_the_server_runs(
     async with _app(settings_factory(**common, master_key=old)) as stale:
         for file_id in people.files:
             _refused(await stale.get(f"/files/{file_id}", headers=people.auth["dave"]))
+
+
+async def test_rows_sealed_before_key_ids_and_rows_held_by_others(database_url: str) -> None:
+    """Values from before migration 0005 (no key id) open and are re-sealed; a row another
+    transaction holds is left for the next run, which finishes the job."""
+    old_key, new_key = os.urandom(32), os.urandom(32)
+    rotating = MasterKeys(new_key, old_key)
+    legacy_file, held_file, user_id = uuid4(), uuid4(), uuid4()
+    object_key = new_object_key()
+    async with (
+        dedicated_connection(database_url) as conn,
+        dedicated_connection(database_url) as other,
+    ):
+        # As 0001-0004 sealed them: the subkey of the old key, no key id anywhere.
+        legacy_wrapped = seal(
+            derive_key(old_key, "file-object-keys"),
+            object_key,
+            context=b"file:" + legacy_file.bytes,
+        )
+        secret = seal(derive_key(old_key, "mfa-secret"), b"JBSWY3DPEHPK3PXP", context=user_id.bytes)
+        await conn.execute(
+            "INSERT INTO users (id, username, password_hash, mfa_secret, mfa_enabled) "
+            "VALUES ($1, 'legacy', 'x', $2, true)",
+            user_id,
+            secret,
+        )
+        held_id, held_wrapped = wrap_object_key(MasterKeys(old_key), held_file, new_object_key())
+        await conn.executemany(
+            "INSERT INTO files (id, filename, mime_type, size_bytes, s3_key, wrapped_key, "
+            "master_key_id) VALUES ($1, 'f', 'text/plain', 1, $2, $3, $4)",
+            [
+                (legacy_file, str(legacy_file), legacy_wrapped, None),
+                (held_file, str(held_file), held_wrapped, held_id),
+            ],
+        )
+        status = await key_status(conn, rotating)
+        assert status.counts["file_keys"] == {"unrecorded": 1, "previous": 1}
+        assert status.counts["mfa_secrets"] == {"unrecorded": 1}
+
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", held_file)
+            first = await rotate(conn, rotating, batch_size=1)
+        # The backup codes' key is created first, sealed under the new key, with the value the
+        # old digests were made with.
+        assert first.resealed == {"server_secrets": 0, "file_keys": 1, "mfa_secrets": 1}
+        assert first.status is not None
+        assert first.status.counts["file_keys"] == {"current": 1, "previous": 1}
+        second = await rotate(conn, rotating)
+        assert second.status is not None
+        assert second.status.left == 0
+
+        record = await conn.fetchrow(
+            "SELECT wrapped_key, master_key_id FROM files WHERE id = $1", legacy_file
+        )
+        assert record["master_key_id"] == rotating.current_id
+        new_only = MasterKeys(new_key)
+        assert (
+            unwrap_object_key(
+                new_only, legacy_file, record["wrapped_key"], key_id=record["master_key_id"]
+            )
+            == object_key
+        )
+        sealed, key_id = await MfaRepository(conn).sealed_secret(user_id)
+        assert sealed is not None
+        assert open_mfa_secret(new_only, user_id, sealed, key_id) == "JBSWY3DPEHPK3PXP"
+        assert await backup_code_key(conn, new_only) == derive_key(old_key, "mfa-backup-code")
