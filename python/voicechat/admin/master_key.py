@@ -25,6 +25,7 @@ from voicechat.key_rotation import DEFAULT_BATCH_SIZE, KeyStatus, RotationResult
 from voicechat.settings import Settings, SettingsError, load_settings
 
 EXIT_CONFIG = 2
+_LOG_EVERY = 10_000
 _KIND_NAMES = {
     SealedKind.SERVER_SECRETS.value: "server secrets",
     SealedKind.FILE_KEYS.value: "file keys",
@@ -175,6 +176,9 @@ async def _run(
     def progress(kind: SealedKind, done: int, batch: int) -> None:
         if interactive:
             click.echo(f"\r  {_KIND_NAMES[kind.value]:<15} {done} re-sealed", nl=False, err=True)
+        elif not as_json and done // _LOG_EVERY != (done - batch) // _LOG_EVERY:
+            # Not a terminal (a log): a line every so many, not one per batch.
+            click.echo(f"  {_KIND_NAMES[kind.value]:<15} {done} re-sealed", err=True)
 
     with database(settings) as db:
         async with dedicated_connection(
