@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
+    GONE = "gone"
     REQUEST_TIMEOUT = "request_timeout"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     URI_TOO_LONG = "uri_too_long"
@@ -64,6 +65,16 @@ class ErrorCode(StrEnum):
     REFRESH_TOKEN_ROTATED = "refresh_token_rotated"
     USERNAME_TAKEN = "username_taken"
     USER_NOT_FOUND = "user_not_found"
+
+    # Password change and reset, email verification, deletion (docs/accounts.md).
+    SMTP_UNAVAILABLE = "smtp_unavailable"
+    PASSWORD_NOT_SET = "password_not_set"
+    WRONG_PASSWORD = "wrong_password"
+    REAUTHENTICATION_REQUIRED = "reauthentication_required"
+    ACCOUNT_TOKEN_INVALID = "account_token_invalid"
+    ACCOUNT_TOKEN_USED = "account_token_used"
+    ACCOUNT_TOKEN_EXPIRED = "account_token_expired"
+    ACCOUNT_DELETED = "account_deleted"
 
     # Single sign-on (OIDC).
     UNKNOWN_PROVIDER = "unknown_provider"

@@ -58,6 +58,13 @@ class Conflict(VoicechatError):
     status = 409
 
 
+class Gone(VoicechatError):
+    """The thing existed but is no more (a one-time code that was used or expired)."""
+
+    code = ErrorCode.GONE
+    status = 410
+
+
 class PayloadTooLarge(VoicechatError):
     """The body is over its limit."""
 

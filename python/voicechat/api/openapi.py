@@ -64,6 +64,7 @@ _DESCRIPTIONS: dict[int, str] = {
     403: "Signed in, but not allowed.",
     404: "No such thing, or not visible to the caller.",
     409: "The change conflicts with existing state.",
+    410: "A one-time code that was used or has expired.",
     414: "The URL is over the request-line limit.",
     413: "The body is over its size limit.",
     415: "The body's media type is not accepted.",
