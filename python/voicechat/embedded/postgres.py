@@ -10,11 +10,13 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from voicechat.embedded._account import Account
+from voicechat.embedded._account import Account, server_account
 from voicechat.embedded._errors import EmbeddedError
 from voicechat.embedded._files import (
     LOOPBACK,
@@ -74,6 +76,8 @@ class EmbeddedPostgres(EmbeddedServer):
         port: int | None = None,
         database: str = "voicechat",
         runtime_dir: Path | None = None,
+        server_options: Mapping[str, str] | None = None,
+        server_env: Mapping[str, str] | None = None,
     ) -> None:
         """Describes the server; nothing happens on disk until :meth:`start`.
 
@@ -85,11 +89,17 @@ class EmbeddedPostgres(EmbeddedServer):
             database: Database created for (and owned by) the ``voicechat`` role.
             runtime_dir: Where to copy the binaries when, as root, the ``voicechat`` user
                 cannot reach the installed ones. Default ``/var/lib/voicechat/runtime``.
+            server_options: More ``-c name=value`` settings for the server (WAL archiving,
+                recovery: docs/backup.md); ours (listen address, port, socket) win.
+            server_env: More environment for the server, which its ``archive_command`` and
+                ``restore_command`` inherit (the backup store and key).
         """
         super().__init__(root, port=port, runtime_dir=runtime_dir)
         if not database or len(database.encode()) > 63 or "\x00" in database:
             raise ValueError(f"invalid database name {database!r}")
         self._database = database
+        self._server_options = dict(server_options or {})
+        self._server_env = dict(server_env or {})
         self._password: str | None = None
         self._superuser_password: str | None = None
 
@@ -129,6 +139,36 @@ class EmbeddedPostgres(EmbeddedServer):
         """Directory of the PostgreSQL programs in use (pg_dump, psql, ... of the same version)."""
         install = self._install if self._install is not None else postgres_install()
         return install.bin
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's directory (``root/data``)."""
+        return self._data_dir
+
+    def system_identifier(self) -> int | None:
+        """The cluster's system identifier (``pg_controldata``'s), None before the first start.
+
+        It names the cluster's WAL: another cluster's segments have the same file names.
+        """
+        try:
+            with (self._data_dir / "global" / "pg_control").open("rb") as control:
+                head = control.read(8)
+        except FileNotFoundError:
+            return None
+        # ControlFileData starts with the uint64 system_identifier, in the host's byte order.
+        return int.from_bytes(head, sys.byteorder) if len(head) == 8 else None
+
+    def give_to_server(self, path: Path) -> None:
+        """Make ``path`` (a file or a tree) the property of the account the server runs as, so
+        the server can read what we prepared for it (a base backup, WAL for its recovery)."""
+        account = server_account()
+        if not account.switch:
+            return
+        os.chown(path, account.uid, account.gid)
+        if path.is_dir():
+            for parent, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    os.chown(os.path.join(parent, name), account.uid, account.gid)
 
     def _url(self) -> str:
         if not self.is_running() or self._password is None or self._port is None:
@@ -239,6 +279,7 @@ class EmbeddedPostgres(EmbeddedServer):
         self, account: Account, install: Install, port: int, log_fd: int
     ) -> subprocess.Popen[bytes]:
         settings = {
+            **self._server_options,
             "listen_addresses": LOOPBACK,
             "port": str(port),
             "unix_socket_directories": "",  # TCP on loopback only: no socket file to secure
@@ -252,7 +293,7 @@ class EmbeddedPostgres(EmbeddedServer):
             argv,
             account=account,
             death_signal=self.graceful_signal,
-            env=_SERVER_ENV,
+            env={**self._server_env, **_SERVER_ENV},
             log_fd=log_fd,
         )
 
