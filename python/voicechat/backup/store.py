@@ -90,6 +90,12 @@ class BackupStore(Protocol):
     def delete(self, backup_id: str) -> None:
         """Remove the backup object."""
 
+    def put_object(self, name: str) -> BackupSink:
+        """Start writing another object (WAL: `wal/<cluster>/<segment>.vcwal`)."""
+
+    def read_object(self, name: str) -> bytes | None:
+        """The whole of another object, or None when there is none."""
+
 
 def _parsed(name: str, size: int) -> StoredBackup | None:
     match = _NAME.match(name)
@@ -131,6 +137,19 @@ class LocalStore:
 
     def delete(self, backup_id: str) -> None:
         (self.root / object_name(backup_id)).unlink(missing_ok=True)
+
+    def put_object(self, name: str) -> BackupSink:
+        """Start writing the object `name` (a relative path such as `wal/<cluster>/<file>`)."""
+        final = self.root / name
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return _LocalSink(final)
+
+    def read_object(self, name: str) -> bytes | None:
+        """The whole object `name`, or None when there is none."""
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class _LocalSink:
@@ -197,6 +216,18 @@ class S3Store:
 
     def delete(self, backup_id: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self.prefix + object_name(backup_id))
+
+    def put_object(self, name: str) -> BackupSink:
+        """Start writing the object `name` under the prefix."""
+        return _S3Sink(self._client, self.bucket, self.prefix + name)
+
+    def read_object(self, name: str) -> bytes | None:
+        """The whole object `name`, or None when there is none."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.prefix + name)
+        except self._client.exceptions.NoSuchKey:
+            return None
+        return answer["Body"].read()
 
 
 class _S3Sink:
