@@ -20,7 +20,9 @@ from voicechat.api.openapi import install_openapi
 from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
+    admin,
     auth,
+    bots,
     channels,
     device_keys,
     files,
@@ -97,5 +99,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(device_keys.router)
     app.include_router(recipients.router)
     app.include_router(voice.router)
+    app.include_router(bots.router)
+    app.include_router(admin.router)
     install_openapi(app)
     return app
