@@ -663,6 +663,26 @@ def backup_restore(which: str, stop: bool) -> None:
     click.echo(f"restored backup {result.backup_id}; health: ok")
 
 
+@backup.command("archive-wal")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("name")
+def backup_archive_wal(path: Path, name: str) -> None:
+    """Archive one WAL file, encrypted, beside the backups: PostgreSQL's archive_command.
+
+    Run by PostgreSQL in its data directory as `archive-wal %p %f`; exits non-zero on any
+    failure (PostgreSQL retries), 0 for a file archived before with the same content.
+    """
+    from voicechat.backup.create import backup_key
+    from voicechat.backup.store import open_store
+    from voicechat.backup.wal import archive_segment
+
+    settings = _load()
+    with _refusals():
+        control = Path("global/pg_control").read_bytes()[:8]
+        cluster = int.from_bytes(control, sys.byteorder)
+        archive_segment(open_store(settings), backup_key(settings), cluster, path, name)
+
+
 @backup.command("run-scheduler")
 def backup_run_scheduler() -> None:
     """Make the scheduled backups (VOICECHAT_BACKUP_SCHEDULE) in this process, until stopped.
