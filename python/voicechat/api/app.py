@@ -30,6 +30,7 @@ from voicechat.api.routes import (
     messages,
     recipients,
     roles,
+    search,
     sso,
     users,
     voice,
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(device_keys.router)
     app.include_router(recipients.router)
     app.include_router(voice.router)
+    app.include_router(search.router)
     app.include_router(bots.router)
     app.include_router(admin.router)
     install_openapi(app)
