@@ -158,6 +158,7 @@ def probe_server(
         "VOICECHAT_LOG_LEVEL": "warning",
         "VOICECHAT_LOG_FORMAT": "json",
         "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+        "VOICECHAT_REGISTRATION": "open",
         "VOICECHAT_MEDIA_PORT": "0",
     }
     with log_path.open("wb") as log_file:

@@ -114,6 +114,7 @@ def ws_server(
         "VOICECHAT_LOG_LEVEL": "warning",
         "VOICECHAT_LOG_FORMAT": "json",
         "VOICECHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+        "VOICECHAT_REGISTRATION": "open",
         "VOICECHAT_MEDIA_PORT": "0",
         **UNCAPPED,
     }

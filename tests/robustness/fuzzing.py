@@ -352,6 +352,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "VOICECHAT_LOG_FORMAT": "json",
         # One client signs many users up and logs in very often; the limits are tested elsewhere.
         "VOICECHAT_RATE_LIMIT_REGISTER_IP": "100000/hour",
+        "VOICECHAT_REGISTRATION": "open",
         # A chunk may wait long for the lock; it signs in again anyway.
         "VOICECHAT_ACCESS_TOKEN_TTL": "3600",
     }

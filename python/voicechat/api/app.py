@@ -21,12 +21,14 @@ from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
     admin,
+    audit,
     auth,
     bots,
     channels,
     device_keys,
     files,
     health,
+    invites,
     messages,
     recipients,
     roles,
@@ -103,5 +105,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(search.router)
     app.include_router(bots.router)
     app.include_router(admin.router)
+    app.include_router(invites.router)
+    app.include_router(audit.router)
     install_openapi(app)
     return app

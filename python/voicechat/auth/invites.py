@@ -49,9 +49,7 @@ def refusal(mode: RegistrationMode, invite: str | None) -> Forbidden | None:
             code=ErrorCode.REGISTRATION_CLOSED,
         )
     if mode == "invite" and not invite:
-        return Forbidden(
-            "this server needs an invite to register", code=ErrorCode.INVITE_REQUIRED
-        )
+        return Forbidden("this server needs an invite to register", code=ErrorCode.INVITE_REQUIRED)
     return None
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-from voicechat.auth import mfa
+from voicechat.auth import invites, mfa
 from voicechat.auth.administration import refuse_disabled
 from voicechat.auth.bot_tokens import BotTokens
 from voicechat.auth.live_sessions import LiveSessions
@@ -135,24 +135,37 @@ class AuthService:
         client: Client,
         email: str | None = None,
         display_name: str | None = None,
+        invite: str | None = None,
     ) -> TokenPair:
         """Create a local account and log it in. The first account is the administrator.
 
         Raises:
             Conflict: the username is taken.
+            Forbidden: the registration mode refuses it (auth/invites.py).
             RateLimited: too many registrations from this IP.
         """
         await self.limits.hit(self.settings.rate_limit_register_ip, "register-ip", client.ip)
+        mode = self.settings.registration
+        if (refused := invites.refusal(mode, invite)) is not None:
+            # Refused before the costly hash; decided for good under the lock below.
+            async with self._db.acquire() as conn:
+                if await UserRepository(conn).count() > 0:
+                    raise refused
         password_hash = await self.passwords.hash(password)
         async with self._db.acquire() as conn, conn.transaction():
             users = UserRepository(conn)
             await users.lock_account_creation()
             first = await users.count() == 0
+            used = await invites.admit(conn, mode, invite, first=first)
             user = await users.create(
                 username, password_hash=password_hash, display_name=display_name, email=email
             )
             if first:
                 await users.assign_role(user.id, "administrator")
+            if used is not None:
+                await invites.join(
+                    conn, used, user.id, ip_address=client.ip or None, user_agent=client.user_agent
+                )
             await AuditLog(conn).record(
                 "user.registered",
                 user_id=user.id,

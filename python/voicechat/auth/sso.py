@@ -29,6 +29,7 @@ from uuid import UUID
 
 import httpx
 
+from voicechat.auth import invites
 from voicechat.auth.oidc import (
     PROVIDER_ERROR_CODE,
     IdentityProvider,
@@ -43,6 +44,7 @@ from voicechat.errors import (
     BadGateway,
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -232,7 +234,12 @@ class SsoService:
         return provider
 
     async def start(
-        self, provider: str, redirect_uri: str | None, client: Client | None = None
+        self,
+        provider: str,
+        redirect_uri: str | None,
+        client: Client | None = None,
+        *,
+        invite: str | None = None,
     ) -> str:
         """The provider's authorization URL for a new login.
 
@@ -241,6 +248,8 @@ class SsoService:
             redirect_uri: where the callback sends the client its `login_code` (loopback or
                 allow-listed); None for a page that shows the code.
             client: the caller, for the per-IP login limit.
+            invite: an invite code, used if the login provisions a new account (kept with
+                the state; checked, and counted, only then).
 
         Raises:
             NotFound: `unknown_provider`.
@@ -265,6 +274,7 @@ class SsoService:
                     "nonce": nonce,
                     "verifier": verifier,
                     "redirect_uri": redirect_uri or "",
+                    "invite": invite or "",
                 },
             )
             pipe.expire(key, keys.OIDC_STATE_TTL_SECONDS)
@@ -303,6 +313,8 @@ class SsoService:
             BadRequest: `invalid_state` (unknown, used or expired), `missing_code`.
             Unauthorized: `sso_denied`, `sso_code_rejected`, `invalid_id_token`,
                 `invalid_nonce`, `invalid_userinfo`.
+            Forbidden: a new subject the registration mode refuses (`registration_closed`,
+                `invite_required`, `invite_invalid`).
             ServiceUnavailable / BadGateway: the provider is down or misbehaves.
         """
         stored = await self._take_state(state) if state else None
@@ -349,9 +361,13 @@ class SsoService:
         merged = {**claims, **userinfo}
         try:
             user = await self._provision(
-                idp.config, subject, map_claims(idp.config, merged), client
+                idp.config,
+                subject,
+                map_claims(idp.config, merged),
+                client,
+                invite=stored.get("invite") or None,
             )
-        except Conflict as exc:
+        except (Conflict, Forbidden) as exc:
             await self._audit_failure(client, idp.id, exc.code)
             raise
         login_code = secrets.token_urlsafe(32)
@@ -393,12 +409,23 @@ class SsoService:
     # -- provisioning ------------------------------------------------------------------------
 
     async def _provision(
-        self, config: OidcProvider, subject: str, profile: MappedProfile, client: Client
+        self,
+        config: OidcProvider,
+        subject: str,
+        profile: MappedProfile,
+        client: Client,
+        *,
+        invite: str | None = None,
     ) -> User:
         """Find the subject's user (refreshing the mapped attributes) or create one.
 
         Users are matched by (provider, subject) only, never by email: an email address
-        from a provider proves nothing about a local account of the same address.
+        from a provider proves nothing about a local account of the same address. A new
+        subject is admitted as a local registration is (VOICECHAT_REGISTRATION, auth/invites.py)
+        unless the provider is `trusted`.
+
+        Raises:
+            Forbidden: `registration_closed`, `invite_required`, `invite_invalid`.
         """
         changes: dict[str, object] = {
             "display_name": profile.display_name,
@@ -414,7 +441,22 @@ class SsoService:
                     await users.lock_account_creation()
                     user = await users.find_by_subject(config.id, subject)
                     if user is None:
+                        used = await invites.admit(
+                            conn,
+                            self._settings.registration,
+                            invite,
+                            first=await users.count() == 0,
+                            trusted=config.trusted,
+                        )
                         user = await self._create(conn, config, subject, profile, client)
+                        if used is not None:
+                            await invites.join(
+                                conn,
+                                used,
+                                user.id,
+                                ip_address=client.ip or None,
+                                user_agent=client.user_agent,
+                            )
             if any(getattr(user, k) != v for k, v in changes.items()):
                 user = await users.update_profile(user.id, changes)
             for role in profile.roles:

@@ -25,15 +25,19 @@ class RegisterRequest(UsernameField):
     password: str = Password
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     display_name: str | None = Field(None, min_length=1, max_length=64)
+    invite: str | None = Field(
+        None, min_length=1, max_length=64, description="An invite code (needed in invite mode)."
+    )
 
 
 class LoginRequest(Body):
-    """Either `{username, password}` or `{provider, redirect_uri?}`."""
+    """Either `{username, password}` or `{provider, redirect_uri?, invite?}`."""
 
     username: str | None = Field(None, max_length=64)
     password: str | None = Field(None, max_length=128)
     provider: str | None = Field(None, max_length=32)
     redirect_uri: str | None = Field(None, max_length=512)
+    invite: str | None = Field(None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _one_form(self) -> LoginRequest:
@@ -43,6 +47,8 @@ class LoginRequest(Body):
             raise ValueError("send either username and password, or provider")
         if self.redirect_uri is not None and not sso_form:
             raise ValueError("redirect_uri belongs to an SSO login")
+        if self.invite is not None and not sso_form:
+            raise ValueError("invite belongs to an SSO login (or to /auth/register)")
         return self
 
 
@@ -119,18 +125,23 @@ async def _tokens(resources: Res, pair: TokenPair) -> TokenResponse:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
-    responses=errors(409, 429),
+    responses=errors(403, 409, 429),
 )
 async def register(
     body: RegisterRequest, auth: Auth, client: ClientInfo, resources: Res
 ) -> TokenResponse:
-    """Create a local account; the first one becomes the administrator."""
+    """Create a local account; the first one becomes the administrator.
+
+    Later ones need `invite` when VOICECHAT_REGISTRATION is `invite`, and are refused when it
+    is `closed` (403 `invite_required`, `invite_invalid`, `registration_closed`).
+    """
     pair = await auth.register(
         body.username,
         body.password,
         client=client,
         email=body.email,
         display_name=body.display_name,
+        invite=body.invite,
     )
     return await _tokens(resources, pair)
 
@@ -148,7 +159,7 @@ async def login(
         sso = resources.sso
         if sso is None:
             raise NotFound("no such SSO provider", code=ErrorCode.UNKNOWN_PROVIDER)
-        url = await sso.start(body.provider, body.redirect_uri, client)
+        url = await sso.start(body.provider, body.redirect_uri, client, invite=body.invite)
         return SsoStartResponse(authorization_url=url)
     assert body.username is not None
     assert body.password is not None

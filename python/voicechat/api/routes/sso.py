@@ -53,7 +53,7 @@ def _sso(resources: Res) -> SsoService:
             "description": "To the client's redirect_uri with `?login_code=`, or with "
             "`?error=&error_description=` when the login failed."
         },
-        **errors(400, 401, 404, 409, 502),
+        **errors(400, 401, 403, 404, 409, 502),
     },
 )
 async def oidc_callback(
