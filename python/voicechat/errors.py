@@ -16,11 +16,20 @@ class VoicechatError(Exception):
     code: ErrorCode = ErrorCode.ERROR
     status = 400
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        #: More fields of the error object, beside `code` and `message` (a timeout's
+        #: `until`): in the REST error body and the gateway's `error.data`.
+        self.details = details or {}
 
 
 class BadRequest(VoicechatError):

@@ -30,6 +30,7 @@ from voicechat.api.routes import (
     health,
     invites,
     messages,
+    moderation,
     recipients,
     roles,
     search,
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(recipients.router)
     app.include_router(voice.router)
     app.include_router(search.router)
+    app.include_router(moderation.router)
     app.include_router(bots.router)
     app.include_router(admin.router)
     app.include_router(invites.router)

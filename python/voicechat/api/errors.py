@@ -63,7 +63,7 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     if exc.status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return error_response(exc.status, exc.code, exc.message, headers)
+    return error_response(exc.status, exc.code, exc.message, headers, **exc.details)
 
 
 async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:

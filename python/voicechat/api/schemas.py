@@ -95,6 +95,9 @@ class UserProfile(FromRow):
     status: Status
     #: A bot account (docs/accounts.md "Bots"); false where the row does not say.
     bot: bool = False
+    #: Until when the user is timed out (docs/moderation.md "Timeouts"): they can read, not
+    #: send, react, type or speak. None, or a past time: not timed out.
+    communication_disabled_until: datetime | None = None
 
 
 class OwnProfile(UserProfile):

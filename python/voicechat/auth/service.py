@@ -30,6 +30,7 @@ from voicechat.db.repositories import (
     User,
     UserRepository,
 )
+from voicechat.db.repositories.moderation import ModerationRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadRequest,
@@ -214,6 +215,7 @@ class AuthService:
         if user.mfa_enabled:
             async with self._db.acquire() as conn:
                 await refuse_disabled(conn, user.id)  # before the second factor is asked for
+                await refuse_banned(conn, user.id)
             return await self._mfa_challenge(user, client)
         return await self.open_session(user, client, method="password")
 
@@ -221,10 +223,11 @@ class AuthService:
         """Start a session for an authenticated user (password, MFA, SSO) and audit it.
 
         Raises:
-            Forbidden: the account is disabled (`account_disabled`).
+            Forbidden: the account is disabled (`account_disabled`) or banned (`banned`).
         """
         async with self._db.acquire() as conn:
             await refuse_disabled(conn, user.id)
+            await refuse_banned(conn, user.id)
         session_id, refresh = await self.sessions.create(
             user.id, ip=client.ip, user_agent=client.user_agent
         )
@@ -506,6 +509,12 @@ class AuthService:
                 code=ErrorCode.REFRESH_TOKEN_ROTATED,
             )
         if rotation.outcome == "unknown" or rotation.user_id is None:
+            # A ban ended the session: say so (403 `banned`) rather than "invalid token".
+            async with self._db.acquire() as conn:
+                if await ModerationRepository(conn).banned_owner_of_refresh(
+                    token_hash(refresh_token)
+                ):
+                    raise Forbidden("this account is banned from the server", code=ErrorCode.BANNED)
             raise Unauthorized(
                 "invalid or expired refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
             )
@@ -574,3 +583,13 @@ class AuthService:
                 user_agent=client.user_agent,
                 details=details,
             )
+
+
+async def refuse_banned(conn: Connection, user_id: UUID) -> None:
+    """Refuse to open a session for a banned account (docs/moderation.md "Bans").
+
+    Raises:
+        Forbidden: `banned`.
+    """
+    if await ModerationRepository(conn).is_banned(user_id):
+        raise Forbidden("this account is banned from the server", code=ErrorCode.BANNED)

@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket
 
 from voicechat.auth.service import Authenticated, AuthService
 from voicechat.cache import Cache, keys
+from voicechat.chat.moderation import ensure_can_communicate
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
 from voicechat.db.repositories.users import UserRepository
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Socket, dict[str, Any]], Awaitable[Any]]
 
 CHANNEL_EVENT_PREFIX = "channel."
+#: Events for the instances' services, not for clients (`Gateway.internal_handlers`).
+INTERNAL_EVENT_PREFIX = "internal."
 #: Sessions checked per Valkey round trip by the periodic session check.
 SESSION_CHECK_BATCH = 500
 ROLE_EVENT_PREFIXES = ("role.", "roles.", "member.")
@@ -170,6 +173,9 @@ class Gateway:
         # Services built on the gateway (voice) clean up after sockets and dead instances.
         self.on_detach: list[Callable[[Socket], Awaitable[None]]] = []
         self.on_instance_dead: list[Callable[[str], Awaitable[None]]] = []
+        # Events between the instances' services (`internal.*`, voice moderation), never
+        # delivered to a client: method -> handler, run on every instance.
+        self.internal_handlers: dict[str, Callable[[Event], Awaitable[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
@@ -399,6 +405,15 @@ class Gateway:
         except (ValueError, KeyError, TypeError):
             log.warning("gateway: dropped an undecodable event")
             return
+        if event.method.startswith(INTERNAL_EVENT_PREFIX):
+            handler = self.internal_handlers.get(event.method)
+            if handler is not None:
+                # Awaited in order: a mute then an unmute must not apply the other way round.
+                try:
+                    await handler(event)
+                except Exception:
+                    log.warning("gateway: could not handle %s", event.method, exc_info=True)
+            return
         try:
             audience = await self._audience(event)
         except Exception:
@@ -584,7 +599,8 @@ class Gateway:
         channel_id = _uuid_param(params, "channel_id")
         user_id = _user_of(socket)
         async with self.db.acquire() as conn:
-            await require(conn, user_id, channel_id, Permission.SEND_MESSAGES)
+            access = await require(conn, user_id, channel_id, Permission.SEND_MESSAGES)
+        ensure_can_communicate(access)  # timed out: -32003, data.code `timed_out`
         ttl = self.config.typing_ttl
         now = time.time()
         pipe = self.cache.pipeline(transaction=True)

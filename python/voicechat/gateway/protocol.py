@@ -64,7 +64,7 @@ class RpcError(Exception):
     def from_domain(cls, error: VoicechatError) -> RpcError:
         """Map a domain error to its JSON-RPC code; `data.code` keeps the snake_case code."""
         code = RpcErrorCode.SERVER_ERROR
-        data: dict[str, Any] = {"code": error.code}
+        data: dict[str, Any] = {**error.details, "code": error.code}
         if isinstance(error, Unauthorized):
             code = RpcErrorCode.UNAUTHORIZED
         elif isinstance(error, Forbidden):

@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 from voicechat.api.deps import CurrentUser, Db, Res
 from voicechat.api.openapi import errors
 from voicechat.api.schemas import DELETED_AUTHOR, Body, EncryptedBody, Message
+from voicechat.chat.moderation import ensure_can_communicate
 from voicechat.chat.permissions import ChannelAccess, Permission, require
 from voicechat.db.pool import Connection
 from voicechat.db.repositories.devices import KeyRepository
@@ -242,6 +243,7 @@ async def send_message(
     # The connection is given back before the event goes to Valkey and the answer is sent.
     async with resources.db.acquire() as db:
         access = await require(db, caller.user_id, channel_id, Permission.SEND_MESSAGES)
+        ensure_can_communicate(access)  # a timeout (read along by the access query)
         if access.channel.type in ("voice", "category"):
             raise BadRequest(
                 "messages go to text channels and DMs", code=ErrorCode.NOT_A_TEXT_CHANNEL

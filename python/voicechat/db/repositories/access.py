@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from voicechat.db.pool import Connection
@@ -18,7 +19,9 @@ SELECT_BASE_PERMISSIONS = "SELECT user_base_permissions($1)"
 SELECT_CHANNEL_ACCESS = f"""
 SELECT {CHANNEL_COLUMNS}, a.permissions,
     EXISTS (SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2)
-        AS is_member
+        AS is_member,
+    (SELECT u.communication_disabled_until FROM users u
+     WHERE u.id = $2 AND u.communication_disabled_until > now()) AS timed_out_until
 FROM channels c
 CROSS JOIN LATERAL (SELECT channel_permissions(c.id, $2) AS permissions) AS a
 WHERE c.id = $1 AND a.permissions IS NOT NULL
@@ -55,6 +58,9 @@ class ChannelAccess:
     channel: Channel
     permissions: frozenset[str]
     is_member: bool
+    #: When the user's timeout ends, while one runs (docs/moderation.md "Timeouts"): they
+    #: may read, not send, react, type or speak. `chat.moderation.ensure_can_communicate`.
+    timed_out_until: datetime | None = None
 
     def allows(self, permission: str) -> bool:
         """Whether the user holds `permission` here."""
@@ -80,7 +86,10 @@ async def channel_access(conn: Connection, user_id: UUID, channel_id: UUID) -> C
     if record is None:
         return None
     return ChannelAccess(
-        Channel.from_record(record), frozenset(record["permissions"]), record["is_member"]
+        Channel.from_record(record),
+        frozenset(record["permissions"]),
+        record["is_member"],
+        record["timed_out_until"],
     )
 
 
