@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from voicechat.admin.master_key import rotate_master_key
+from voicechat.admin.users import users
 
 
 @click.group()
@@ -18,3 +19,4 @@ def admin() -> None:
 
 
 admin.add_command(rotate_master_key)
+admin.add_command(users)
