@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from voicechat.sdk.crypto import Crypto, CryptoStore, TrustEvent
 from voicechat.sdk.errors import AuthError, MfaRequired, error_from_response
 from voicechat.sdk.gateway import Gateway, GatewayEvent
 from voicechat.sdk.models import Channel, Me, Message, Role, User, VoiceState
+from voicechat.sdk.search import SearchResult, SearchResults
 
 _REFRESHABLE = {"invalid_token"}
 
@@ -44,6 +46,8 @@ class Client:
         base_url: the server, e.g. `http://127.0.0.1:8080`.
         timeout: seconds per HTTP request.
         transport: an httpx transport (tests use an in-process ASGI one).
+        bot_token: a bot account's token (docs/accounts.md "Bots"): every request and the
+            gateway authenticate with it, no login needed (nor possible).
     """
 
     def __init__(
@@ -53,8 +57,10 @@ class Client:
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "voicechat-sdk",
+        bot_token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.bot_token = bot_token
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
@@ -94,8 +100,8 @@ class Client:
         self, method: str, path: str, *, auth: bool = True, retry: bool = True, **kwargs: Any
     ) -> Any:
         headers = dict(kwargs.pop("headers", {}))
-        if auth and self.access_token is not None:
-            headers["Authorization"] = f"Bearer {self.access_token}"
+        if auth and self.credential is not None:
+            headers["Authorization"] = self.credential
         response = await self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code == 401 and auth and retry and self.refresh_token is not None:
             code = _error_code(response)
@@ -113,6 +119,13 @@ class Client:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    @property
+    def credential(self) -> str | None:
+        """The `Authorization` value: `Bot <token>` for a bot, else the access token's."""
+        if self.bot_token is not None:
+            return f"Bot {self.bot_token}"
+        return None if self.access_token is None else f"Bearer {self.access_token}"
 
     def _take_tokens(self, body: dict[str, Any]) -> Me:
         if body.get("mfa_required"):
@@ -134,9 +147,12 @@ class Client:
         *,
         email: str | None = None,
         display_name: str | None = None,
+        invite: str | None = None,
     ) -> Me:
-        """Create an account and log in as it."""
+        """Create an account and log in as it (`invite`: a code, needed in invite mode)."""
         body: dict[str, Any] = {"username": username, "password": password}
+        if invite is not None:
+            body["invite"] = invite
         if email is not None:
             body["email"] = email
         if display_name is not None:
@@ -331,6 +347,60 @@ class Client:
         """All roles."""
         return [Role.model_validate(r) for r in await self._request("GET", "/roles")]
 
+    # -- invites and the audit log ----------------------------------------------------------
+
+    async def create_invite(
+        self,
+        *,
+        max_uses: int | None = None,
+        expires_in: int | None = None,
+        role_ids: list[UUID | str] | None = None,
+    ) -> dict[str, Any]:
+        """Make an invite (`create_invites`); `expires_in` in seconds. Returns `{code, ...}`."""
+        body: dict[str, Any] = {"role_ids": [str(r) for r in role_ids or ()]}
+        if max_uses is not None:
+            body["max_uses"] = max_uses
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        answer: dict[str, Any] = await self._request("POST", "/invites", json=body)
+        return answer
+
+    async def list_invites(self) -> list[dict[str, Any]]:
+        """The caller's invites (everyone's with `manage_server`), newest first."""
+        answer: list[dict[str, Any]] = await self._request("GET", "/invites")
+        return answer
+
+    async def revoke_invite(self, code: str) -> None:
+        """Revoke an invite (one's own; anyone's with `manage_server`)."""
+        await self._request("DELETE", f"/invites/{code}")
+
+    async def get_invite(self, code: str) -> dict[str, Any]:
+        """`{valid, server_name, inviter}` of an invite; needs no login."""
+        answer: dict[str, Any] = await self._request("GET", f"/invites/{code}", auth=False)
+        return answer
+
+    async def audit_log(
+        self,
+        *,
+        before: int | None = None,
+        limit: int = 50,
+        action: str | None = None,
+        actor_id: UUID | str | None = None,
+        target_id: UUID | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Audit entries newest first (`view_audit_log`); page with `before=` the last id."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (
+            ("before", before),
+            ("action", action),
+            ("actor_id", actor_id),
+            ("target_id", target_id),
+        ):
+            if value is not None:
+                params[key] = str(value)
+        answer: list[dict[str, Any]] = await self._request("GET", "/audit-log", params=params)
+        return answer
+
     # -- messages ---------------------------------------------------------------------------
 
     async def messages(
@@ -354,6 +424,52 @@ class Client:
             await crypto.sync()
             messages = [crypto.decrypt(m) for m in messages]
         return Page(messages, answer["has_more"])
+
+    async def search_messages(
+        self,
+        q: str,
+        *,
+        channel_id: UUID | str | None = None,
+        author_id: UUID | str | None = None,
+        before: UUID | str | None = None,
+        after: UUID | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchResults:
+        """Search the server's plaintext channels (docs/search.md): best match first.
+
+        Args:
+            q: words, `"a phrase"`, `-word`, `or`; the last word also matches as a prefix.
+            channel_id: only this channel (an encrypted one is refused: search it locally).
+            author_id: only this author's messages.
+            before: older than this message id or ISO 8601 time.
+            after: newer than this message id or ISO 8601 time.
+            limit: results per page, 1-25 (the server's default: 25).
+            cursor: `next_cursor` of the previous page, with the same query and filters.
+        """
+        optional = {
+            "channel_id": channel_id,
+            "author_id": author_id,
+            "before": before,
+            "after": after,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        params = {"q": q, **{k: str(v) for k, v in optional.items() if v is not None}}
+        answer = await self._request("GET", "/search/messages", params=params)
+        return SearchResults(
+            [
+                SearchResult(
+                    Message.model_validate(r["message"]),
+                    UUID(r["channel_id"]),
+                    r["highlight"],
+                    r["rank"],
+                )
+                for r in answer["results"]
+            ],
+            answer["has_more"],
+            answer["next_cursor"],
+        )
 
     async def history(
         self, channel_id: UUID | str, *, page_size: int = 100
@@ -442,11 +558,62 @@ class Client:
 
     async def download(self, file_id: UUID | str) -> bytes:
         """A file's bytes."""
-        headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+        headers = {"Authorization": self.credential} if self.credential else {}
         response = await self._http.get(f"/files/{file_id}", headers=headers)
         if response.status_code >= 400:
             raise error_from_response(response.status_code, response.json(), None)
         return response.content
+
+    # -- bots and administration (docs/accounts.md) ----------------------------------------
+
+    async def create_bot(self, username: str, display_name: str | None = None) -> dict[str, Any]:
+        """A new bot owned by you (`manage_bots`): `{"bot": {...}, "token": "vcb_..."}`; the
+        token is shown this once."""
+        body: dict[str, Any] = {"username": username}
+        if display_name is not None:
+            body["display_name"] = display_name
+        made: dict[str, Any] = await self._request("POST", "/bots", json=body)
+        return made
+
+    async def bots(self) -> list[dict[str, Any]]:
+        """Your bots (every bot for an administrator), each with its token's last use."""
+        listed: list[dict[str, Any]] = await self._request("GET", "/bots")
+        return listed
+
+    async def delete_bot(self, bot_id: UUID | str) -> None:
+        """Delete a bot; its token stops working at once."""
+        await self._request("DELETE", f"/bots/{bot_id}")
+
+    async def new_bot_token(self, bot_id: UUID | str) -> dict[str, Any]:
+        """A new token for a bot (`{"bot", "token"}`); the old one stops working at once."""
+        made: dict[str, Any] = await self._request("POST", f"/bots/{bot_id}/token")
+        return made
+
+    async def admin_users(
+        self, q: str | None = None, *, after: str = "", limit: int = 100
+    ) -> dict[str, Any]:
+        """Accounts as administrators see them: `{"users": [...], "next": after-or-null}`."""
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if q:
+            params["q"] = q
+        page: dict[str, Any] = await self._request("GET", "/admin/users", params=params)
+        return page
+
+    async def admin_update_user(
+        self,
+        user_id: UUID | str,
+        *,
+        disabled: bool | None = None,
+        administrator: bool | None = None,
+    ) -> dict[str, Any]:
+        """Disable/enable or promote/demote an account (administrators)."""
+        body = {
+            k: v
+            for k, v in {"disabled": disabled, "administrator": administrator}.items()
+            if v is not None
+        }
+        updated: dict[str, Any] = await self._request("PATCH", f"/admin/users/{user_id}", json=body)
+        return updated
 
     # -- gateway ----------------------------------------------------------------------------
 
@@ -468,6 +635,56 @@ class Client:
     async def set_presence(self, status: Literal["online", "idle", "dnd", "offline"]) -> None:
         """Set your presence."""
         await self.gateway.request("presence.set", {"status": status})
+
+    # -- moderation (docs/moderation.md) -----------------------------------------------------
+
+    async def ban(
+        self, user_id: UUID | str, *, reason: str | None = None, delete_message_seconds: int = 0
+    ) -> None:
+        """Ban a user (`ban_members`); their sockets close with 4003 and their logins are
+        refused with `banned`; their messages of the last `delete_message_seconds` go."""
+        await self._request(
+            "PUT",
+            f"/bans/{user_id}",
+            json={"reason": reason, "delete_message_seconds": delete_message_seconds},
+        )
+
+    async def unban(self, user_id: UUID | str) -> None:
+        """Lift a user's ban (`ban_members`)."""
+        await self._request("DELETE", f"/bans/{user_id}")
+
+    async def list_bans(self) -> list[dict[str, Any]]:
+        """Every ban (`ban_members`): user_id, username, reason, banned_by, created_at."""
+        bans: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if after is not None:
+                params["after"] = after
+            page = await self._request("GET", "/bans", params=params)
+            bans.extend(page)
+            if len(page) < 1000:
+                return bans
+            after = page[-1]["user_id"]
+
+    async def timeout(
+        self, user_id: UUID | str, until: datetime, *, reason: str | None = None
+    ) -> datetime | None:
+        """Time a user out until `until` (`moderate_members`, at most 28 days ahead)."""
+        answer = await self._request(
+            "PUT",
+            f"/users/{user_id}/timeout",
+            json={"until": until.isoformat(), "reason": reason},
+        )
+        return _timestamp(answer["communication_disabled_until"])
+
+    async def clear_timeout(self, user_id: UUID | str) -> None:
+        """End a user's timeout (`moderate_members`)."""
+        await self._request("DELETE", f"/users/{user_id}/timeout")
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _error_code(response: httpx.Response) -> str | None:
