@@ -23,7 +23,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from voicechat.sdk.errors import ApiError, AuthError
+from voicechat.sdk.errors import ApiError, AuthError, ForbiddenError
 
 if TYPE_CHECKING:
     from voicechat.sdk.client import Client
@@ -207,9 +207,11 @@ class Gateway:
     async def _refresh_or_stop(self) -> None:
         try:
             await self._client.refresh()
-        except AuthError:
+        except (AuthError, ForbiddenError) as exc:
+            # 403: `banned` or `account_disabled` (docs/moderation.md): `code` says which, for
+            # the application's message.
             self._closing = True
-            self._push(GatewayEvent("gateway.auth_failed"))
+            self._push(GatewayEvent("gateway.auth_failed", {"code": exc.code}))
         except httpx.TransportError as exc:
             # The server is unreachable right now: not a reason to give the session up.
             log.info("gateway: token refresh failed (%s); retrying", type(exc).__name__)
