@@ -104,10 +104,10 @@ async def list_invites(caller: CurrentUser, db: Db) -> list[InviteOut]:
     """The caller's invites, newest first; everyone's with `manage_server`."""
     granted = await base_permissions(db, caller.user_id)
     if Permission.MANAGE_SERVER in granted:
-        return [_out(i) for i in await InviteRepository(db).list(created_by=None)]
+        return [_out(i) for i in await InviteRepository(db).listing(created_by=None)]
     if Permission.CREATE_INVITES not in granted:
         raise Forbidden("you need the create_invites permission", code=ErrorCode.MISSING_PERMISSION)
-    return [_out(i) for i in await InviteRepository(db).list(created_by=caller.user_id)]
+    return [_out(i) for i in await InviteRepository(db).listing(created_by=caller.user_id)]
 
 
 @router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))

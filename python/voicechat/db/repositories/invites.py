@@ -135,7 +135,7 @@ class InviteRepository:
         record = await self._conn.fetchrow(SELECT_INVITE, code)
         return None if record is None else Invite.from_record(record)
 
-    async def list(self, *, created_by: UUID | None, limit: int = 1000) -> list[Invite]:
+    async def listing(self, *, created_by: UUID | None, limit: int = 1000) -> list[Invite]:
         """Invites newest first: those `created_by` made, or everyone's when None."""
         records = await self._conn.fetch(SELECT_INVITES, created_by, limit)
         return [Invite.from_record(r) for r in records]
