@@ -80,3 +80,33 @@ async def test_sdk_invites_and_audit_against_a_live_server_in_invite_mode(
         assert used[0]["target_id"] == str(admin.user.id)
         await admin.revoke_invite(invite["code"])
         assert await admin.list_invites() == []
+
+
+async def test_role_and_channel_actions_are_audited(
+    client: httpx.AsyncClient, admin: ApiUser, alice: ApiUser
+) -> None:
+    role = (await client.post("/roles", json={"name": "mods"}, headers=admin.headers)).json()
+    await client.patch(f"/roles/{role['id']}", json={"color": 255}, headers=admin.headers)
+    await client.put(f"/users/{alice.id}/roles/{role['id']}", headers=admin.headers)
+    await client.delete(f"/users/{alice.id}/roles/{role['id']}", headers=admin.headers)
+    await client.delete(f"/roles/{role['id']}", headers=admin.headers)
+    channel = (
+        await client.post("/channels", json={"name": "news", "type": "text"}, headers=admin.headers)
+    ).json()
+    await client.patch(f"/channels/{channel['id']}", json={"topic": "t"}, headers=admin.headers)
+    await client.delete(f"/channels/{channel['id']}", headers=admin.headers)
+    entries = (await client.get("/audit-log", headers=admin.headers)).json()
+    actions = [e["action"] for e in entries if e["action"].startswith(("role.", "channel."))]
+    assert actions == [
+        "channel.delete",
+        "channel.update",
+        "channel.create",
+        "role.delete",
+        "role.unassign",
+        "role.assign",
+        "role.update",
+        "role.create",
+    ]
+    assigned = next(e for e in entries if e["action"] == "role.assign")
+    assert assigned["target_id"] == str(alice.id)
+    assert assigned["details"] == {"role_id": role["id"]}

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 from pydantic import Field, field_validator, model_validator
 
-from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.deps import ClientInfo, CurrentUser, Db, Res
 from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, ChannelOut, UserProfile
 from voicechat.chat.permissions import (
@@ -18,6 +18,7 @@ from voicechat.chat.permissions import (
     require_global,
     visible_channels,
 )
+from voicechat.db.repositories import AuditLog
 from voicechat.db.repositories.channels import ChannelRepository
 from voicechat.db.repositories.files import FileRepository
 from voicechat.error_codes import ErrorCode
@@ -110,7 +111,7 @@ async def list_channels(caller: CurrentUser, db: Db) -> list[ChannelOut]:
     responses=errors(403),
 )
 async def create_channel(
-    body: ChannelCreate, caller: CurrentUser, db: Db, resources: Res
+    body: ChannelCreate, caller: CurrentUser, db: Db, resources: Res, client: ClientInfo
 ) -> ChannelOut:
     """Create a channel (needs `manage_channels`); a private one starts with its creator."""
     await require_global(db, caller.user_id, Permission.MANAGE_CHANNELS)
@@ -119,6 +120,14 @@ async def create_channel(
         channel = await repo.create(created_by=caller.user_id, **body.model_dump())
         if channel.private:
             await repo.add_member(channel.id, caller.user_id)
+        await AuditLog(db).record(
+            "channel.create",
+            user_id=caller.user_id,
+            target_id=channel.id,
+            ip_address=client.ip or None,
+            user_agent=client.user_agent,
+            details=body.model_dump(mode="json"),
+        )
     await _publish_channel(resources, channel, "create")
     return ChannelOut.of(channel)
 
@@ -135,7 +144,12 @@ async def get_channel(channel_id: UUID, caller: CurrentUser, db: Db) -> ChannelO
 
 @router.patch("/channels/{channel_id}", response_model=ChannelOut, responses=errors(403))
 async def update_channel(
-    channel_id: UUID, body: ChannelUpdate, caller: CurrentUser, db: Db, resources: Res
+    channel_id: UUID,
+    body: ChannelUpdate,
+    caller: CurrentUser,
+    db: Db,
+    resources: Res,
+    client: ClientInfo,
 ) -> ChannelOut:
     """Edit a channel (needs `manage_channels`; DMs cannot be edited)."""
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
@@ -148,7 +162,16 @@ async def update_channel(
         raise BadRequest("user_limit belongs to voice channels", code=ErrorCode.INVALID_CHANGE)
     if "category_id" in changes and access.channel.type == "category":
         raise BadRequest("categories do not nest", code=ErrorCode.INVALID_CATEGORY)
-    channel = await ChannelRepository(db).update(channel_id, changes)
+    async with db.transaction():
+        channel = await ChannelRepository(db).update(channel_id, changes)
+        await AuditLog(db).record(
+            "channel.update",
+            user_id=caller.user_id,
+            target_id=channel_id,
+            ip_address=client.ip or None,
+            user_agent=client.user_agent,
+            details=body.model_dump(mode="json", exclude_unset=True),
+        )
     await _publish_channel(resources, channel, "update")
     return ChannelOut.of(channel)
 
@@ -156,7 +179,9 @@ async def update_channel(
 @router.delete(
     "/channels/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 403)
 )
-async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
+async def delete_channel(
+    channel_id: UUID, caller: CurrentUser, db: Db, resources: Res, client: ClientInfo
+) -> Response:
     """Delete a channel and its messages (needs `manage_channels`; not for DMs)."""
     access = await require(db, caller.user_id, channel_id, Permission.MANAGE_CHANNELS)
     if access.channel.type == "dm":
@@ -166,6 +191,14 @@ async def delete_channel(channel_id: UUID, caller: CurrentUser, db: Db, resource
     async with db.transaction():
         orphans = await FileRepository(db).remove_for_channel(channel_id)
         await ChannelRepository(db).delete(channel_id)
+        await AuditLog(db).record(
+            "channel.delete",
+            user_id=caller.user_id,
+            target_id=channel_id,
+            ip_address=client.ip or None,
+            user_agent=client.user_agent,
+            details={"name": access.channel.name, "type": access.channel.type},
+        )
     await resources.storage.discard(orphans)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -7,10 +7,12 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 from pydantic import Field, field_validator
 
-from voicechat.api.deps import CurrentUser, Db, Res
+from voicechat.api.deps import ClientInfo, CurrentUser, Db, Res
 from voicechat.api.openapi import errors
 from voicechat.api.schemas import Body, FromRow
+from voicechat.auth.service import Client
 from voicechat.chat.permissions import ALL_PERMISSIONS, Permission, require_global
+from voicechat.db.repositories import AuditLog
 from voicechat.db.repositories.roles import RoleRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import Forbidden
@@ -65,6 +67,25 @@ def _no_escalation(granted: frozenset[str], permissions: list[str]) -> None:
         )
 
 
+async def _audit(
+    db: Db,
+    event: str,
+    caller: CurrentUser,
+    client: Client,
+    *,
+    target_id: UUID,
+    details: dict[str, object],
+) -> None:
+    await AuditLog(db).record(
+        event,
+        user_id=caller.user_id,
+        target_id=target_id,
+        ip_address=client.ip or None,
+        user_agent=client.user_agent,
+        details=details,
+    )
+
+
 async def _roles_changed(resources: Res) -> None:
     # Visibility may change for anyone: gateways refresh their cached channel sets.
     await resources.events.publish(Event("roles.update", {}, user_ids=()))
@@ -90,17 +111,28 @@ async def list_roles(_caller: CurrentUser, db: Db) -> list[RoleOut]:
     response_model=RoleOut,
     responses=errors(403, 409),
 )
-async def create_role(body: RoleCreate, caller: CurrentUser, db: Db) -> RoleOut:
+async def create_role(body: RoleCreate, caller: CurrentUser, db: Db, client: ClientInfo) -> RoleOut:
     """Create a role (needs `manage_roles`, and every permission it grants)."""
     granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
     _no_escalation(granted, body.permissions)
-    role = await RoleRepository(db).create(body.name, body.color, body.permissions, body.position)
+    async with db.transaction():
+        role = await RoleRepository(db).create(
+            body.name, body.color, body.permissions, body.position
+        )
+        await _audit(
+            db, "role.create", caller, client, target_id=role.id, details=body.model_dump()
+        )
     return RoleOut.of(role)
 
 
 @router.patch("/roles/{role_id}", response_model=RoleOut, responses=errors(403, 409))
 async def update_role(
-    role_id: UUID, body: RoleUpdate, caller: CurrentUser, db: Db, resources: Res
+    role_id: UUID,
+    body: RoleUpdate,
+    caller: CurrentUser,
+    db: Db,
+    resources: Res,
+    client: ClientInfo,
 ) -> RoleOut:
     """Edit a role (needs `manage_roles`, and every permission it ends up granting)."""
     granted = await require_global(db, caller.user_id, Permission.MANAGE_ROLES)
@@ -109,7 +141,9 @@ async def update_role(
     _no_escalation(granted, current.permissions)
     changes = body.model_dump(exclude_none=True)
     _no_escalation(granted, changes.get("permissions", []))
-    role = await repo.update(role_id, changes)
+    async with db.transaction():
+        role = await repo.update(role_id, changes)
+        await _audit(db, "role.update", caller, client, target_id=role_id, details=changes)
     await _roles_changed(resources)
     return RoleOut.of(role)
 
@@ -117,9 +151,15 @@ async def update_role(
 @router.delete(
     "/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 403)
 )
-async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res) -> Response:
+async def delete_role(
+    role_id: UUID, caller: CurrentUser, db: Db, resources: Res, client: ClientInfo
+) -> Response:
     """Delete a role (not the default one)."""
-    await (await _grantable_role(db, caller, role_id)).delete(role_id)
+    repo = await _grantable_role(db, caller, role_id)
+    async with db.transaction():
+        name = (await repo.get(role_id)).name
+        await repo.delete(role_id)
+        await _audit(db, "role.delete", caller, client, target_id=role_id, details={"name": name})
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -130,10 +170,20 @@ async def delete_role(role_id: UUID, caller: CurrentUser, db: Db, resources: Res
     responses=errors(403),
 )
 async def assign_role(
-    user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
+    user_id: UUID,
+    role_id: UUID,
+    caller: CurrentUser,
+    db: Db,
+    resources: Res,
+    client: ClientInfo,
 ) -> Response:
     """Give a user a role (needs `manage_roles` and the role's permissions)."""
-    await (await _grantable_role(db, caller, role_id)).assign(user_id, role_id)
+    repo = await _grantable_role(db, caller, role_id)
+    async with db.transaction():
+        await repo.assign(user_id, role_id)
+        await _audit(
+            db, "role.assign", caller, client, target_id=user_id, details={"role_id": str(role_id)}
+        )
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -144,9 +194,24 @@ async def assign_role(
     responses=errors(403),
 )
 async def unassign_role(
-    user_id: UUID, role_id: UUID, caller: CurrentUser, db: Db, resources: Res
+    user_id: UUID,
+    role_id: UUID,
+    caller: CurrentUser,
+    db: Db,
+    resources: Res,
+    client: ClientInfo,
 ) -> Response:
     """Take a role from a user (needs `manage_roles` and the role's permissions)."""
-    await (await _grantable_role(db, caller, role_id)).unassign(user_id, role_id)
+    repo = await _grantable_role(db, caller, role_id)
+    async with db.transaction():
+        if await repo.unassign(user_id, role_id):
+            await _audit(
+                db,
+                "role.unassign",
+                caller,
+                client,
+                target_id=user_id,
+                details={"role_id": str(role_id)},
+            )
     await _roles_changed(resources)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
