@@ -1,31 +1,31 @@
 """A bot that answers `!ping` with `pong` and echoes `!echo <text>` in any channel it can see.
 
-    python examples/echo_bot.py http://127.0.0.1:8080 botname 'bot password'
+    VOICECHAT_BOT_TOKEN=vcb_... python examples/echo_bot.py http://127.0.0.1:8080
 
-The account is registered on first run. The SDK reconnects (and re-authenticates) by itself
-when the server restarts.
+It runs as a bot account (docs/accounts.md "Bots"): someone with `manage_bots` creates one with
+`POST /bots` (or `Client.create_bot`) and hands over the token, which is read from the
+environment rather than the command line (where `ps` would show it). The SDK reconnects (and
+re-authenticates) by itself when the server restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
-from voicechat.sdk import AuthError, Client
+from voicechat.sdk import Client
 
 
-async def main(url: str, username: str, password: str) -> None:
-    async with Client(url, user_agent="echo-bot/1.0") as chat:
-        try:
-            await chat.login(username, password)
-        except AuthError:
-            await chat.register(username, password, display_name="Echo bot")
-        print(f"logged in as {chat.user.username if chat.user else username}")  # noqa: T201
+async def main(url: str, bot_token: str) -> None:
+    async with Client(url, user_agent="echo-bot/1.0", bot_token=bot_token) as chat:
+        me = await chat.me()
+        print(f"running as {me.username}")  # noqa: T201
         async for event in chat.events():
             if event.method != "message.new":
                 continue
             message = event.params
-            if message["author"]["id"] == str(chat.user.id if chat.user else ""):
+            if message["author"]["id"] == str(me.id):
                 continue
             text = message.get("content") or ""
             if text == "!ping":
@@ -35,6 +35,7 @@ async def main(url: str, username: str, password: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    token = os.environ.get("VOICECHAT_BOT_TOKEN")
+    if len(sys.argv) != 2 or not token:
         sys.exit(__doc__)
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(sys.argv[1], token))

@@ -225,7 +225,12 @@ class Gateway:
                 await socket.send('{"jsonrpc":"2.0","method":"ping"}')
 
     async def _authenticate(self, socket: ClientConnection) -> None:
-        token = self._client.access_token
+        # A bot sends "Bot <token>" (docs/gateway.md), a user the bare access token.
+        token = (
+            f"Bot {self._client.bot_token}"
+            if self._client.bot_token is not None
+            else self._client.access_token
+        )
         if token is None:
             raise AuthError(401, "missing_token", "log in before opening the gateway")
         await socket.send(

@@ -22,6 +22,8 @@ class User(_Model):
     display_name: str | None = None
     avatar_url: str | None = None
     status: Literal["online", "idle", "dnd", "offline"] = "offline"
+    #: A bot account (docs/accounts.md "Bots").
+    bot: bool = False
 
     @property
     def name(self) -> str:
