@@ -20,6 +20,7 @@ from voicechat.api.openapi import install_openapi
 from voicechat.api.proxies import TrustedProxies, TrustedProxyMiddleware
 from voicechat.api.resources import Resources, open_resources
 from voicechat.api.routes import (
+    accounts,
     admin,
     audit,
     auth,
@@ -109,5 +110,6 @@ def create_app(settings: Settings, *, resources: Resources | None = None) -> Fas
     app.include_router(admin.router)
     app.include_router(invites.router)
     app.include_router(audit.router)
+    app.include_router(accounts.router)
     install_openapi(app)
     return app

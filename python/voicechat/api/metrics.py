@@ -45,6 +45,24 @@ BACKUP_LAST_FAILURE = Gauge(
     "Unix time of the last scheduled backup that failed (0: none), as of the last /health.",
     registry=REGISTRY,
 )
+MAIL_SENT = Counter(
+    "voicechat_mail_sent_total", "Account mails delivered to SMTP.", registry=REGISTRY
+)
+MAIL_SEND_FAILURES = Counter(
+    "voicechat_mail_send_failures_total",
+    "Account mail deliveries SMTP refused or could not take (each is retried).",
+    registry=REGISTRY,
+)
+MAIL_DROPPED = Counter(
+    "voicechat_mail_dropped_total",
+    "Account mails dropped unsent because their content (a token) expired first.",
+    registry=REGISTRY,
+)
+MAIL_PENDING = Gauge(
+    "voicechat_mail_outbox_pending",
+    "Mails waiting in the outbox, as of the last delivery round.",
+    registry=REGISTRY,
+)
 BUILD_INFO = Gauge(
     "voicechat_build_info",
     "Always 1; labels carry the versions.",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import uuid4
 
+from voicechat.api import metrics
+from voicechat.auth.accounts import AccountService
 from voicechat.auth.service import AuthService
 from voicechat.auth.sso import SsoService
 from voicechat.backup.schedule import BackupScheduler
@@ -22,6 +24,8 @@ from voicechat.events import EventBus
 from voicechat.gateway import Gateway
 from voicechat.gateway.voice_signaling import VoiceService
 from voicechat.key_rotation import warn_unopenable
+from voicechat.mail import MailSender, SmtpTarget
+from voicechat.mail.outbox import MailMetrics
 from voicechat.server_keys import ServerKeys, load_server_keys
 from voicechat.settings import Settings
 from voicechat.storage import FileStorage, open_storage
@@ -44,6 +48,7 @@ class Resources:
     gateway: Gateway
     voice: VoiceService
     sweeper: UploadSweeper
+    accounts: AccountService
     sso: SsoService | None = None
     instance_id: str = field(default_factory=lambda: uuid4().hex)
 
@@ -104,6 +109,23 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 if settings.backup_url is not None and settings.backup_key is not None
                 else None
             )
+            mail = MailSender(
+                pool,
+                SmtpTarget.from_url(settings.smtp_url.get_secret_value())
+                if settings.smtp_url is not None
+                else None,
+                sender=settings.mail_from,
+                timeout=settings.smtp_timeout,
+                retry_max_seconds=settings.mail_retry_max_seconds,
+                metrics=MailMetrics(
+                    sent=metrics.MAIL_SENT.inc,
+                    failed=metrics.MAIL_SEND_FAILURES.inc,
+                    dropped=metrics.MAIL_DROPPED.inc,
+                    pending=metrics.MAIL_PENDING.set,
+                ),
+            )
+            accounts = AccountService(settings, pool, cache, auth, storage, mail)
+            await accounts.start()
             try:
                 sweeper.start()
                 if scheduler is not None:
@@ -119,12 +141,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     gateway=gateway,
                     voice=voice,
                     sweeper=sweeper,
+                    accounts=accounts,
                     sso=sso,
                     instance_id=instance_id,
                 )
             finally:
                 if scheduler is not None:
                     await scheduler.stop()
+                await accounts.stop()
                 await sweeper.stop()
                 await voice.stop()
                 await gateway.stop()

@@ -104,6 +104,7 @@ class OwnProfile(UserProfile):
     """What a user sees of themselves."""
 
     email: str | None
+    email_verified: bool = False
     auth_method: Literal["local", "oidc", "bot"]
     mfa_enabled: bool
     roles: list[str]
@@ -115,6 +116,7 @@ class OwnProfile(UserProfile):
         return cls(
             **UserProfile.of(user).model_dump(),
             email=user.email,
+            email_verified=user.email_verified,
             auth_method=user.auth_method,
             mfa_enabled=user.mfa_enabled,
             roles=roles,

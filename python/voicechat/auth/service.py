@@ -31,6 +31,7 @@ from voicechat.db.repositories import (
     UserRepository,
 )
 from voicechat.db.repositories.moderation import ModerationRepository
+from voicechat.db.repositories.accounts import AccountRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadRequest,
@@ -204,6 +205,13 @@ class AuthService:
             await self._audit(
                 "login.failed", client, user.id if user else None, {"username": account[:64]}
             )
+            if user is None:
+                async with self._db.acquire() as conn:
+                    # A tombstone keeps its username for a while (docs/accounts.md, "Deletion").
+                    if await AccountRepository(conn).is_tombstone_username(account):
+                        raise Unauthorized(
+                            "this account was deleted", code=ErrorCode.ACCOUNT_DELETED
+                        )
             raise Unauthorized(_LOGIN_FAILED, code=ErrorCode.INVALID_CREDENTIALS)
         if self.passwords.needs_rehash(stored or ""):
             new_hash = await self.passwords.hash(password)
@@ -319,6 +327,13 @@ class AuthService:
             if await repo.use_backup_code(user_id, digest):
                 return True, "backup_code"
         return False, "totp"
+
+    async def check_mfa_code(self, user_id: UUID, code: str) -> bool:
+        """True for a current TOTP code or an unused backup code of the user's (consumed), as
+        re-authentication for account deletion (auth/accounts.py)."""
+        async with self._db.acquire() as conn:
+            accepted, _ = await self._accept_code(conn, user_id, code, allow_backup=True)
+        return accepted
 
     def _open_secret(self, user_id: UUID, sealed: bytes | None, key_id: bytes | None) -> str | None:
         if sealed is None:

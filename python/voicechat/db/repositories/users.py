@@ -22,18 +22,18 @@ INSERT_USER = """
 INSERT INTO users (username, display_name, email, password_hash, auth_method, external_id, provider)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 """
 SELECT_USER_BY_ID = """
 SELECT id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 FROM users WHERE id = $1 AND deleted_at IS NULL
 """
 SELECT_USER_BY_USERNAME = """
 SELECT id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 FROM users WHERE username = $1 AND deleted_at IS NULL
 """
@@ -41,7 +41,7 @@ COUNT_USERS = "SELECT count(*) FROM users"
 # The member list: active accounts by username, keyset-paged.
 SELECT_USER_PAGE = """
 SELECT id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 FROM users WHERE deleted_at IS NULL AND username > $1
 ORDER BY username LIMIT $2
@@ -53,7 +53,7 @@ UPDATE_STATUS = "UPDATE users SET status = $2 WHERE id = $1"
 UPDATE_PASSWORD_HASH = "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1"
 SELECT_USER_BY_SUBJECT = """
 SELECT id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 FROM users WHERE provider = $1 AND external_id = $2 AND auth_method = 'oidc'
     AND deleted_at IS NULL
@@ -63,11 +63,13 @@ UPDATE users SET
     display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
     status = COALESCE($4, status),
     email = CASE WHEN $5 THEN $6 ELSE email END,
+    -- A new address is unverified until a mailed code comes back (docs/accounts.md).
+    email_verified = CASE WHEN $5 AND email IS DISTINCT FROM $6 THEN false ELSE email_verified END,
     avatar_url = CASE WHEN $7 THEN $8 ELSE avatar_url END,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, username, display_name, email, password_hash, auth_method, external_id, provider,
-    avatar_url, status, mfa_enabled, created_at, updated_at,
+    avatar_url, status, mfa_enabled, email_verified, created_at, updated_at,
     communication_disabled_until
 """
 SELECT_MFA = "SELECT mfa_secret, mfa_secret_key_id, mfa_enabled FROM users WHERE id = $1"
@@ -124,6 +126,8 @@ class User:
     #: The end of the user's timeout (docs/moderation.md "Timeouts"); a past time or None:
     #: not timed out. Selects that leave it out (bots.py) get None.
     communication_disabled_until: datetime | None = None
+    #: The address came back verified (POST /auth/email/verify); selects without it: False.
+    email_verified: bool = False
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> User:
