@@ -255,6 +255,42 @@ class Client:
         self.user = Me.model_validate(await self._request("PATCH", "/users/@me", json=changes))
         return self.user
 
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Change this account's password; every other session of it ends."""
+        body = {"current_password": current_password, "new_password": new_password}
+        await self._request("POST", "/auth/password", json=body)
+
+    async def forgot_password(
+        self, *, email: str | None = None, username: str | None = None
+    ) -> None:
+        """Ask for a reset mail (the server answers the same whether the account exists)."""
+        body = {"email": email} if email is not None else {"username": username}
+        await self._request("POST", "/auth/password/forgot", auth=False, json=body)
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Set a new password with the code from the reset mail (it works once)."""
+        body = {"token": token, "new_password": new_password}
+        await self._request("POST", "/auth/password/reset", auth=False, json=body)
+
+    async def set_email(self, email: str) -> None:
+        """Change this account's address; a verification code is mailed to it."""
+        await self._request("POST", "/users/@me/email", json={"email": email})
+
+    async def verify_email(self, token: str) -> None:
+        """Confirm the address with the mailed code."""
+        await self._request("POST", "/auth/email/verify", auth=False, json={"token": token})
+
+    async def delete_account(self, *, password: str | None = None, code: str | None = None) -> None:
+        """Delete this account (password, or an MFA code for an SSO account); logs out."""
+        body = {k: v for k, v in {"password": password, "code": code}.items() if v is not None}
+        await self._request("DELETE", "/users/@me", json=body)
+        self.access_token = self.refresh_token = None
+
+    async def export(self) -> dict[str, Any]:
+        """A JSON archive of this account's data (profile, sessions, roles, files, messages)."""
+        answer: dict[str, Any] = await self._request("GET", "/users/@me/export")
+        return answer
+
     async def get_user(self, user_id: UUID | str) -> User:
         """Someone's public profile."""
         return User.model_validate(await self._request("GET", f"/users/{user_id}"))
@@ -681,6 +717,26 @@ class Client:
     async def clear_timeout(self, user_id: UUID | str) -> None:
         """End a user's timeout (`moderate_members`)."""
         await self._request("DELETE", f"/users/{user_id}/timeout")
+
+    async def update_voice_state(
+        self,
+        user_id: UUID | str,
+        *,
+        server_mute: bool | None = None,
+        server_deaf: bool | None = None,
+        channel_id: UUID | str | Literal["keep"] | None = "keep",
+    ) -> None:
+        """Server mute or deafen someone in voice (`mute_members`), move them to another voice
+        channel or disconnect them with `channel_id=None` (`move_members`); what is not given
+        stays as it is."""
+        body: dict[str, Any] = {}
+        if server_mute is not None:
+            body["server_mute"] = server_mute
+        if server_deaf is not None:
+            body["server_deaf"] = server_deaf
+        if channel_id != "keep":
+            body["channel_id"] = None if channel_id is None else str(channel_id)
+        await self._request("PATCH", f"/voice/states/{user_id}", json=body)
 
 
 def _timestamp(value: str | None) -> datetime | None:
