@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from voicechat.admin.audit import audit
+from voicechat.admin.invites import invites
 from voicechat.admin.master_key import rotate_master_key
 from voicechat.admin.users import users
 
@@ -20,3 +22,5 @@ def admin() -> None:
 
 admin.add_command(rotate_master_key)
 admin.add_command(users)
+admin.add_command(invites)
+admin.add_command(audit)
