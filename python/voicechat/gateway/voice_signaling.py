@@ -38,6 +38,7 @@ from voicechat._native import (
     UnknownParticipantError,
 )
 from voicechat.cache import Cache, keys
+from voicechat.chat.moderation import ensure_user_can_communicate
 from voicechat.chat.permissions import Permission, require
 from voicechat.db.pool import Pool
 from voicechat.error_codes import ErrorCode, RpcErrorCode
@@ -54,6 +55,9 @@ from voicechat.voice.remote import RemoteMediaPlane
 log = logging.getLogger(__name__)
 
 MAX_SDP_CHARS = 32 * 1024
+#: Published by `PUT /users/{id}/timeout` (api/routes/moderation.py): every instance mutes
+#: the user in the calls it serves.
+TIMED_OUT_EVENT = "internal.voice.timed_out"
 
 
 @dataclass(slots=True)
@@ -106,6 +110,7 @@ class VoiceService:
         }.items():
             self._gateway.register_method(method, handler)
         self._gateway.on_detach.append(self._socket_closed)
+        self._gateway.internal_handlers[TIMED_OUT_EVENT] = self._timed_out
         self._gateway.on_instance_dead.append(self._instance_died)
         log.info("voice: %s", self.plane.describe())
 
@@ -145,8 +150,10 @@ class VoiceService:
             if previous is not None:
                 await self._remove(previous, announce=previous.channel_id != channel_id)
             can_speak = access.allows(Permission.VOICE_SPEAK)
+            # A timed-out user joins muted and cannot unmute until the timeout ends.
+            muted = not can_speak or access.timed_out_until is not None
             self._participants[user_id] = _Participant(
-                user_id, channel_id, socket, can_speak=can_speak, muted=not can_speak
+                user_id, channel_id, socket, can_speak=can_speak, muted=muted
             )
         return {
             "participants": [
@@ -218,6 +225,9 @@ class VoiceService:
         participant = self._mine(socket, params)
         if not muted and not participant.can_speak:
             raise RpcError(RpcErrorCode.FORBIDDEN, "you need the voice_speak permission here")
+        if not muted:
+            async with self._db.acquire() as conn:
+                await ensure_user_can_communicate(conn, participant.user_id)
         participant.muted = muted
         if participant.connected:
             with contextlib.suppress(UnknownParticipantError):
@@ -225,6 +235,18 @@ class VoiceService:
         await self._record(participant)
         await self._announce("voice.state", participant, {"muted": muted})
         return {"muted": muted}
+
+    async def _timed_out(self, event: Event) -> None:
+        # A timeout set while the user is in a call here: the SFU stops forwarding them.
+        participant = self._participants.get(UUID(str(event.params["user_id"])))
+        if participant is None or participant.muted:
+            return
+        participant.muted = True
+        if participant.connected:
+            with contextlib.suppress(UnknownParticipantError):
+                await self.plane.set_muted(str(participant.user_id), True)
+        await self._record(participant)
+        await self._announce("voice.state", participant, {"muted": True})
 
     async def _leave(self, socket: Socket, params: dict[str, Any]) -> Any:
         participant = self._mine(socket, params)

@@ -19,6 +19,7 @@ from voicechat.chat.moderation import MAX_DELETE_MESSAGE_SECONDS, Actor
 from voicechat.chat.permissions import Permission, require_global
 from voicechat.db.repositories.moderation import ModerationRepository
 from voicechat.events import Event
+from voicechat.gateway.voice_signaling import TIMED_OUT_EVENT
 
 router = APIRouter(tags=["moderation"])
 
@@ -160,6 +161,7 @@ async def time_out_user(
     until = moderation.check_timeout(body.until)
     await moderation.set_timeout(db, _actor(caller, client), user_id, until, reason=body.reason)
     await _announce_timeout(resources, user_id, until)
+    await resources.events.publish(Event(TIMED_OUT_EVENT, {"user_id": str(user_id)}))
     return TimeoutOut(user_id=user_id, communication_disabled_until=until)
 
 
