@@ -482,7 +482,7 @@ class AccountService:
         for name in ("files", "messages"):
             yield b',"' + name.encode() + b'":['
             first = True
-            async for page in export_pages(self._db, name, user_id):  # type: ignore[arg-type]
+            async for page in export_pages(self._db, name, user_id):
                 for item in page:
                     yield (b"" if first else b",") + to_json(item)
                     first = False

@@ -118,13 +118,13 @@ class MailSender:
             outbox = MailOutbox(conn)
             dropped = await outbox.drop_expired()
             claimed = await outbox.claim(limit=BATCH, lease_seconds=LEASE_SECONDS)
-        for mail in dropped:
+        for gone in dropped:
             log.error(
                 "mail %s to %s dropped unsent after %s attempts: its content expired (%s)",
-                mail["id"],
-                _mask(mail["recipient"]),
-                mail["attempts"],
-                mail["last_error"] or "never delivered",
+                gone["id"],
+                _mask(gone["recipient"]),
+                gone["attempts"],
+                gone["last_error"] or "never delivered",
             )
         if dropped:
             self._metrics.dropped(len(dropped))

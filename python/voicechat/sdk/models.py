@@ -35,6 +35,7 @@ class Me(User):
     """The logged-in user's own profile."""
 
     email: str | None = None
+    email_verified: bool = False
     mfa_enabled: bool = False
     roles: list[str] = []
 
