@@ -3,6 +3,7 @@ voice bar under the channels and a banner while the connection is down."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -17,8 +18,15 @@ from kivy_client import KV_DIR
 from kivy_client.running import ClientScreen, running_app
 from kivy_client.screens.shortcuts import MainShortcuts
 from kivy_client.widgets.messages import SIDE_SPACE, HeightCache, MessageView, message_rows
+from kivy_client.widgets.moderation import (
+    ban_dialog,
+    member_menu,
+    move_dialog,
+    timeout_dialog,
+)
 from kivy_client.widgets.panels import ChannelRow, MemberList, MemberRow, SidebarList
 from voicechat.sdk.app import AppSession, TimelineEntry
+from voicechat.sdk.app.moderation import ModerationAction, menu_items
 from voicechat.sdk.app.view_rows import (
     first_text_channel,
     member_rows,
@@ -225,7 +233,51 @@ class MainScreen(ClientScreen):
         me = self._live().me
         if me is not None and str(me.id) == row.user_id:
             return
-        self.open_dm(row.user_id)
+        self.open_member_menu(row.user_id, row.label)
+
+    def open_member_menu(self, user_id: str, name: str) -> None:
+        """A member's context menu: a message, and the moderation the user may do to them."""
+        session = self._live()
+        moderation = session.moderation
+        spawn = running_app().spawn
+        items: list[tuple[str, Callable[[], object]]] = [("Message", lambda: self.open_dm(user_id))]
+        actions: dict[ModerationAction, Callable[[], object]] = {
+            ModerationAction.BAN: lambda: ban_dialog(
+                name,
+                lambda seconds, reason: spawn(
+                    moderation.ban(user_id, reason=reason, delete_message_seconds=seconds),
+                    "ban",
+                ),
+            ),
+            ModerationAction.TIMEOUT: lambda: timeout_dialog(
+                name,
+                lambda seconds, reason: spawn(
+                    moderation.timeout(user_id, seconds, reason=reason), "timeout"
+                ),
+            ),
+            ModerationAction.SERVER_MUTE: lambda: spawn(
+                moderation.set_server_mute(user_id, True), "server mute"
+            ),
+            ModerationAction.SERVER_DEAFEN: lambda: spawn(
+                moderation.set_server_deaf(user_id, True), "server deafen"
+            ),
+            ModerationAction.DISCONNECT: lambda: spawn(
+                moderation.disconnect(user_id), "disconnect from voice"
+            ),
+            ModerationAction.MOVE: lambda: move_dialog(
+                name,
+                [
+                    (channel.name, str(channel.id))
+                    for group in session.channels.categories
+                    for channel in group.channels
+                    if channel.type == "voice"
+                ],
+                lambda channel_id: spawn(moderation.move(user_id, channel_id), "move"),
+            ),
+        }
+        for label, action in menu_items(moderation.actions_for(user_id)):
+            items.append((label, actions[action]))
+        member_menu(name, items, danger=frozenset({"Ban…", "Timeout…"}))
 
     def open_dm(self, user_id: str) -> None:
         """Open (creating if needed) the direct messages with someone."""

@@ -13,12 +13,18 @@ tests say the same thing. Nothing here knows Kivy or the network.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from datetime import datetime
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
+from voicechat.sdk.app.feed import NETWORK_ERRORS, ChangeFeed
+from voicechat.sdk.client import Client
+from voicechat.sdk.errors import ApiError
 from voicechat.sdk.models import Role
+
+log = logging.getLogger(__name__)
 
 
 class ModerationAction(StrEnum):
@@ -138,3 +144,108 @@ def timeout_text(until: datetime) -> str:
     if local.date() != datetime.now(local.tzinfo).date():
         return f"You can read but not send until {local:%d %b %H:%M}"
     return f"You can read but not send until {local:%H:%M}"
+
+
+#: The context menu's wording of each action, in the order it lists them.
+ACTION_LABELS: dict[ModerationAction, str] = {
+    ModerationAction.SERVER_MUTE: "Server mute",
+    ModerationAction.SERVER_DEAFEN: "Server deafen",
+    ModerationAction.MOVE: "Move to…",
+    ModerationAction.DISCONNECT: "Disconnect from voice",
+    ModerationAction.TIMEOUT: "Timeout…",
+    ModerationAction.BAN: "Ban…",
+}
+
+
+def menu_items(actions: Collection[ModerationAction]) -> list[tuple[str, ModerationAction]]:
+    """The moderation items of a member's context menu, as (label, action), in menu order."""
+    return [(label, action) for action, label in ACTION_LABELS.items() if action in actions]
+
+
+class MemberModeration:
+    """The moderation actions of the signed-in user, for the context menus.
+
+    Each action returns True when the server did it; otherwise the error (a refusal such as
+    `role_hierarchy`, the network) is reported through the feed as a sentence and it returns
+    False, never raises.
+
+    Args:
+        client: the logged-in client.
+        feed: where errors are reported.
+        my_roles: the names of the signed-in user's roles, read when asked.
+        in_voice: whether a user id is in a voice channel, read when asked.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        feed: ChangeFeed,
+        my_roles: Callable[[], Collection[str]],
+        in_voice: Callable[[UUID], bool],
+    ) -> None:
+        self._client = client
+        self._feed = feed
+        self._my_roles = my_roles
+        self._in_voice = in_voice
+        self.roles: list[Role] = []
+        # Members' role names where known (`member.update`); missing: the default role only.
+        self.member_roles: dict[UUID, list[str]] = {}
+
+    async def load_roles(self) -> None:
+        """Fetch the server's roles (the menu shows nothing until they are known)."""
+        try:
+            self.roles = await self._client.roles()
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            log.info("roles not loaded: %s", exc)
+
+    def actions_for(self, user_id: UUID | str) -> frozenset[ModerationAction]:
+        """What the signed-in user may do to this member now."""
+        target = UUID(str(user_id))
+        me = self._client.user
+        return allowed_actions(
+            self.roles,
+            my_id=me.id if me is not None else None,
+            my_roles=self._my_roles(),
+            target_id=target,
+            target_roles=self.member_roles.get(target, []),
+            target_in_voice=self._in_voice(target),
+        )
+
+    async def _do(self, call: Awaitable[object]) -> bool:
+        try:
+            await call
+        except (ApiError, TimeoutError, *NETWORK_ERRORS) as exc:
+            self._feed.report(exc)
+            return False
+        return True
+
+    async def ban(
+        self, user_id: UUID | str, *, reason: str | None, delete_message_seconds: int
+    ) -> bool:
+        """Ban a member (and delete their messages of the last `delete_message_seconds`)."""
+        return await self._do(
+            self._client.ban(
+                user_id, reason=reason or None, delete_message_seconds=delete_message_seconds
+            )
+        )
+
+    async def timeout(self, user_id: UUID | str, seconds: int, *, reason: str | None) -> bool:
+        """Time a member out for `seconds` from now."""
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        return await self._do(self._client.timeout(user_id, until, reason=reason or None))
+
+    async def set_server_mute(self, user_id: UUID | str, muted: bool) -> bool:
+        """Server mute (or unmute) someone in voice."""
+        return await self._do(self._client.update_voice_state(user_id, server_mute=muted))
+
+    async def set_server_deaf(self, user_id: UUID | str, deafened: bool) -> bool:
+        """Server deafen (or undeafen) someone in voice."""
+        return await self._do(self._client.update_voice_state(user_id, server_deaf=deafened))
+
+    async def move(self, user_id: UUID | str, channel_id: UUID | str) -> bool:
+        """Move someone to another voice channel."""
+        return await self._do(self._client.update_voice_state(user_id, channel_id=channel_id))
+
+    async def disconnect(self, user_id: UUID | str) -> bool:
+        """Disconnect someone from voice."""
+        return await self._do(self._client.update_voice_state(user_id, channel_id=None))

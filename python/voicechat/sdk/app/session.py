@@ -35,6 +35,7 @@ from voicechat.sdk.app.encryption import Encryption
 from voicechat.sdk.app.engines import DeviceEngineFactory, EngineFactory, VoiceEngineLike
 from voicechat.sdk.app.event_applier import EventApplier
 from voicechat.sdk.app.feed import NETWORK_ERRORS, Background, ChangeFeed
+from voicechat.sdk.app.moderation import MemberModeration
 from voicechat.sdk.app.outbox import Outbox
 from voicechat.sdk.app.roster import Roster
 from voicechat.sdk.app.server_link import ServerLink
@@ -92,6 +93,13 @@ class AppSession:
         self.encryption, self.two_factor = parts.encryption, parts.two_factor
         # Who is in which voice channel (all channels), shared with the channel tree.
         self.voice_rooms = self.channels.voice_rooms
+        # What the signed-in user may do to others (the members' context menus).
+        self.moderation = MemberModeration(
+            client,
+            self.feed,
+            lambda: self.me.roles if self.me is not None else [],
+            lambda user_id: any(user_id in room for room in self.voice_rooms.values()),
+        )
         self._closed = False
         client.on_tokens = lambda: self.sign_in.keep_tokens(client)
 
@@ -219,6 +227,7 @@ class AppSession:
         everything once the gateway gets through.
         """
         await self.link.start()
+        self.background.spawn(self.moderation.load_roles())
 
     async def close(self) -> None:
         """Leave voice, disconnect and stop (the stored tokens stay for :meth:`resume`)."""
