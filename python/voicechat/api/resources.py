@@ -13,6 +13,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 from voicechat.api import metrics
+from voicechat.audit_retention import AuditRetention
 from voicechat.auth.accounts import AccountService
 from voicechat.auth.service import AuthService
 from voicechat.auth.sso import SsoService
@@ -100,6 +101,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             )
             await gateway.start()
             sweeper = UploadSweeper(pool, storage, timedelta(hours=settings.upload_retention_hours))
+            audit_retention = AuditRetention(
+                pool, cache, settings.audit_retention_days, instance_id=instance_id
+            )
             voice = VoiceService(settings, pool, cache, gateway)
             await voice.start()
             # Scheduled backups (docs/backup.md): every instance runs the scheduler, one takes
@@ -128,6 +132,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             await accounts.start()
             try:
                 sweeper.start()
+                audit_retention.start()
                 if scheduler is not None:
                     scheduler.start()
                 yield Resources(
@@ -149,6 +154,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 if scheduler is not None:
                     await scheduler.stop()
                 await accounts.stop()
+                await audit_retention.stop()
                 await sweeper.stop()
                 await voice.stop()
                 await gateway.stop()

@@ -173,3 +173,12 @@ def backup_slot(slot: str) -> str:
 
 
 BACKUP_SLOT_TTL_SECONDS = 2 * 24 * 3600
+
+
+def audit_purge_slot(day: str) -> str:
+    """String with a TTL: the instance that purges the audit log on one day (SET NX), so
+    one instance purges however many run (voicechat/audit_retention.py)."""
+    return f"{PREFIX}audit:purge:{day}"
+
+
+AUDIT_PURGE_SLOT_TTL_SECONDS = 2 * 24 * 3600
