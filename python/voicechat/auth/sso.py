@@ -39,6 +39,7 @@ from voicechat.cache import Cache, keys
 from voicechat.crypto import token_hash
 from voicechat.db.pool import Connection, Pool
 from voicechat.db.repositories import AuditLog, User, UserRepository
+from voicechat.db.repositories.accounts import AccountRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadGateway,
@@ -435,6 +436,11 @@ class SsoService:
         async with self._db.acquire() as conn:
             users = UserRepository(conn)
             user = await users.find_by_subject(config.id, subject)
+            if user is None and await AccountRepository(conn).is_tombstone_subject(
+                config.id, subject
+            ):
+                # A deleted account is not silently re-created (docs/accounts.md, "Deletion").
+                raise Forbidden("this account was deleted", code=ErrorCode.ACCOUNT_DELETED)
             if user is None:
                 async with conn.transaction():
                     # The lock registration takes too: "first user" and username picks serialise.
