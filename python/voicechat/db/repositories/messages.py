@@ -78,6 +78,115 @@ SELECT m.id, m.channel_id, m.user_id, m.content, m.content_enc, m.nonce, m.reply
     NULL::jsonb AS attachments
 FROM m LEFT JOIN users u ON u.id = m.user_id
 """
+# --- Messages rendered as JSON by PostgreSQL (the hot paths: a page, a plain send) -----------
+#
+# The `Message` shape (api/schemas.py), byte for byte what `MESSAGE_JSON.dump_json` gives for the
+# same row (tests/chat/test_message_json.py holds the two equal): `row_to_json` of a row whose
+# columns are the fields in order (compact, no spaces), timestamps in pydantic's form (UTC, `Z`,
+# six fractional digits unless they are all zero), the deleted-author placeholder, attachments
+# in upload order. Python then passes the bytes through: no per-row decoding or encoding.
+
+
+def _timestamp_json(column: str) -> str:
+    return f"""to_char({column} AT TIME ZONE 'UTC', CASE
+        WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0
+        THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+
+
+_DELETED_AUTHOR_JSON = (
+    '{"id":null,"username":"deleted-user","display_name":"Deleted user",'
+    '"avatar_url":null,"status":"offline"}'
+)
+_ATTACHMENTS_JSON = """COALESCE((
+    SELECT '[' || string_agg(x.json, ',' ORDER BY x.created_at, x.id) || ']'
+    FROM (
+        SELECT f.created_at, f.id, (
+            SELECT row_to_json(a)::text FROM (
+                SELECT f.id, f.filename, f.mime_type, f.size_bytes, '/files/' || f.id AS url
+            ) a
+        ) AS json
+        FROM files f WHERE f.message_id = m.id
+    ) x
+), '[]')"""
+
+
+def _message_json(attachments: str) -> str:
+    """The JSON text of message row `m` with its author's row `u` (LEFT JOINed)."""
+    return f"""(SELECT row_to_json(r)::text FROM (SELECT
+    m.id,
+    m.channel_id,
+    CASE WHEN m.user_id IS NULL OR u.deleted_at IS NOT NULL THEN '{_DELETED_AUTHOR_JSON}'::json
+        ELSE (SELECT row_to_json(p) FROM (SELECT u.id, u.username, u.display_name,
+            u.avatar_url, u.status) p)
+    END AS author,
+    m.content,
+    CASE WHEN m.content_enc IS NOT NULL AND m.content_enc <> '{{}}'::jsonb THEN
+        (SELECT row_to_json(e) FROM (SELECT m.content_enc->>'algorithm' AS algorithm,
+            m.content_enc->>'ciphertext' AS ciphertext,
+            m.content_enc->>'sender_key' AS sender_key,
+            m.content_enc->>'session_id' AS session_id,
+            m.content_enc->>'device_id' AS device_id) e)
+    END AS encrypted,
+    m.nonce,
+    m.reply_to,
+    {attachments}::json AS attachments,
+    {_timestamp_json("m.edited_at")} AS edited_at,
+    {_timestamp_json("m.created_at")} AS created_at
+) r)"""  # noqa: S608 (constant fragments, no user input)
+
+
+def _page_json(order: str, bounds: str, limit: str) -> str:
+    """One statement: the caller's access to the channel and, only if they may read it, the
+    page `{"messages": [...], "has_more": ...}` as JSON text (newest first whatever `order`
+    the rows are read in). `$1` the channel, `$2` the user."""
+    return f"""
+WITH access AS (SELECT channel_permissions($1, $2) AS permissions),
+page AS (
+    SELECT m.*, row_number() OVER (ORDER BY m.id {order}) AS n
+    FROM messages m
+    WHERE m.channel_id = $1 {bounds}
+      AND EXISTS (SELECT FROM access WHERE 'view_channel' = ANY(access.permissions))
+    ORDER BY m.id {order}
+    LIMIT {limit} + 1
+)
+SELECT COALESCE('view_channel' = ANY(a.permissions), false) AS allowed, (
+    SELECT '{{"messages":[' || COALESCE(
+        string_agg({_message_json(_ATTACHMENTS_JSON)}, ',' ORDER BY m.id DESC)
+            FILTER (WHERE m.n <= {limit}), '')
+        || '],"has_more":' || (count(*) > {limit})::text || '}}'
+    FROM page m LEFT JOIN users u ON u.id = m.user_id
+) AS page
+FROM access a
+"""  # noqa: S608 (constant fragments, no user input)
+
+
+SELECT_PAGE_JSON_NEWEST_FIRST = _page_json(
+    "DESC", "AND ($3::uuid IS NULL OR m.id < $3) AND ($4::uuid IS NULL OR m.id > $4)", "$5"
+)
+SELECT_PAGE_JSON_OLDEST_FIRST = _page_json("ASC", "AND m.id > $3", "$4")
+
+# A plain send (content, maybe a nonce; no reply, no attachment) in one statement: the insert
+# happens only if the caller may send here (sees the channel, holds send_messages, a text
+# channel or DM, not encrypted: the checks `api/routes/messages.py` makes before any insert),
+# and returns the new message as JSON text. No row: not allowed, or the nonce was used before;
+# the caller then takes the full path, which says which (and answers the first message).
+# A further "may this user send at all" rule (a moderation timeout, say) is one more condition
+# in the WHERE below, with its error on the full path.
+INSERT_PLAIN_JSON = f"""
+WITH m AS (
+    INSERT INTO messages (id, channel_id, user_id, content, nonce)
+    SELECT $1, c.id, $3, $4, $5
+    FROM channels c CROSS JOIN LATERAL (SELECT channel_permissions(c.id, $3) AS permissions) a
+    WHERE c.id = $2
+      AND 'view_channel' = ANY(a.permissions) AND 'send_messages' = ANY(a.permissions)
+      AND c.type NOT IN ('voice', 'category') AND NOT c.encrypted
+    ON CONFLICT (channel_id, user_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT {_message_json("'[]'")} AS message
+FROM m LEFT JOIN users u ON u.id = m.user_id
+"""  # noqa: S608 (constant fragments, no user input)
+
 SELECT_REPLY_CHANNEL = "SELECT channel_id FROM messages WHERE id = $1"
 ATTACH_FILES = """
 UPDATE files SET message_id = $1
@@ -193,6 +302,47 @@ class MessageRepository:
             SELECT_PAGE_NEWEST_FIRST, channel_id, before, after, limit + 1
         )
         return [StoredMessage.from_record(r) for r in rows[:limit]], len(rows) > limit
+
+    async def page_json(
+        self,
+        channel_id: UUID,
+        user_id: UUID,
+        *,
+        before: UUID | None,
+        after: UUID | None,
+        limit: int,
+    ) -> bytes | None:
+        """The page `page` reads, as the JSON of `MessagePage`, if `user_id` may read it.
+
+        One round trip: the access check rides in the same statement. None when the user may
+        not see the channel (or it does not exist); `voicechat.chat.permissions.require` then
+        says which error that is.
+        """
+        if after is not None and before is None:
+            row = await self._conn.fetchrow(
+                SELECT_PAGE_JSON_OLDEST_FIRST, channel_id, user_id, after, limit
+            )
+        else:
+            row = await self._conn.fetchrow(
+                SELECT_PAGE_JSON_NEWEST_FIRST, channel_id, user_id, before, after, limit
+            )
+        if row is None or not row["allowed"]:
+            return None
+        page: str = row["page"]
+        return page.encode()
+
+    async def create_plain_json(
+        self, *, channel_id: UUID, user_id: UUID, content: str, nonce: str | None
+    ) -> str | None:
+        """Insert a plain message if the user may send it here; its `Message` JSON if so.
+
+        One round trip (`INSERT_PLAIN_JSON`). None when nothing was inserted: the user may not
+        send here, the channel takes no plain text, or the nonce was used before.
+        """
+        message: str | None = await self._conn.fetchval(
+            INSERT_PLAIN_JSON, uuid7(), channel_id, user_id, content, nonce
+        )
+        return message
 
     async def get(self, message_id: UUID) -> StoredMessage:
         """One message with author and attachments.
