@@ -163,6 +163,7 @@ async def test_profiles(client: httpx.AsyncClient) -> None:
         "display_name": "Heidi",
         "avatar_url": None,
         "status": "dnd",
+        "bot": False,
     }
     assert "email" not in public.json()
     bad_status = await client.patch(
