@@ -171,6 +171,13 @@ class VoicechatApp(App):  # type: ignore[misc]
         self._redraw()
         self.ready.set()
 
+    async def _session_ended(self, session: AppSession) -> None:
+        """Back to Login, saying why (a ban says so: `AppSession.ended_reason`)."""
+        reason = await session.ended_reason()
+        await self.leave_session(logout=False)
+        if reason:
+            self.login_screen().show_error(reason)
+
     async def leave_session(self, *, logout: bool) -> None:
         """Close the session (and end it on the server when `logout`) and show Login."""
         session, self.session = self.session, None
@@ -250,11 +257,8 @@ class VoicechatApp(App):  # type: ignore[misc]
         if change.kind == "session_ended":
             # Logged out elsewhere or the tokens were revoked: back to Login, saying why.
             session = self.session
-            reason = session.error if session is not None else None
             if session is not None and self.manager.current != "login":
-                self.spawn(self.leave_session(logout=False), "close the session")
-                if reason:
-                    self.login_screen().show_error(reason)
+                self.spawn(self._session_ended(session), "close the session")
             return
         self._dirty.add(str(change.kind))
         self._redraw()

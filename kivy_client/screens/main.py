@@ -4,6 +4,7 @@ voice bar under the channels and a banner while the connection is down."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,12 @@ from kivy_client.widgets.moderation import (
 )
 from kivy_client.widgets.panels import ChannelRow, MemberList, MemberRow, SidebarList
 from voicechat.sdk.app import AppSession, TimelineEntry
-from voicechat.sdk.app.moderation import ModerationAction, menu_items
+from voicechat.sdk.app.moderation import (
+    ModerationAction,
+    menu_items,
+    timed_out_until,
+    timeout_text,
+)
 from voicechat.sdk.app.view_rows import (
     first_text_channel,
     member_rows,
@@ -68,6 +74,10 @@ class MainScreen(ClientScreen):
     voice_title = StringProperty("")
     voice_quality = StringProperty("")
     self_muted = BooleanProperty(False)
+    # Locked by a moderator (`voice.state` server_mute): the mute button cannot unmute.
+    server_muted = BooleanProperty(False)
+    # Why the composer is disabled (a timeout: "You can read but not send until HH:MM").
+    send_blocked = StringProperty("")
     self_deafened = BooleanProperty(False)
     me_name = StringProperty("")
     me_status = StringProperty("online")
@@ -84,6 +94,7 @@ class MainScreen(ClientScreen):
         # The side panels redraw only what changed since they last drew.
         self.sidebar = SidebarList(self.ids.channel_list, self._on_channel_row)
         self.member_list = MemberList(self.ids.member_list, self._on_member_row)
+        self._timeout_end: Any = None
         self.shortcuts = MainShortcuts(self)
         Window.bind(on_key_down=self.shortcuts.key_down, on_key_up=self.shortcuts.key_up)
         self.bind(width=self._on_width)
@@ -141,6 +152,16 @@ class MainScreen(ClientScreen):
         self.me_name = user_label(me) if me is not None else ""
         member = session.members.get(me.id) if me is not None and me.id is not None else None
         self.me_status = str(member.presence) if member is not None else "online"
+        now = datetime.now(UTC)
+        until = timed_out_until(me.communication_disabled_until if me else None, now)
+        self.send_blocked = timeout_text(until) if until is not None else ""
+        if self._timeout_end is not None:
+            self._timeout_end.cancel()
+            self._timeout_end = None
+        if until is not None:  # enable the composer again when the timeout ends
+            self._timeout_end = Clock.schedule_once(
+                lambda _dt: self.refresh({"me"}), (until - now).total_seconds()
+            )
 
     def _draw_sidebar(self, session: AppSession) -> None:
         voice = session.voice
@@ -157,6 +178,7 @@ class MainScreen(ClientScreen):
     def _draw_voice(self, session: AppSession) -> None:
         voice = session.voice
         self.in_voice = voice is not None
+        self.server_muted = voice is not None and voice.server_muted
         if voice is None:
             self.voice_title, self.voice_quality = "", ""
             self._quality_poll.cancel()

@@ -24,6 +24,8 @@ class User(_Model):
     status: Literal["online", "idle", "dnd", "offline"] = "offline"
     #: A bot account (docs/accounts.md "Bots").
     bot: bool = False
+    #: Until when a moderator timed the user out (they can read, not send); None: not.
+    communication_disabled_until: datetime | None = None
 
     @property
     def name(self) -> str:

@@ -78,6 +78,7 @@ class EventApplier:
             "voice.user_left": self._voice_participant,
             "voice.speaking": self._voice_participant,
             "voice.state": self._voice_participant,
+            "member.update": self._member_updated,
             "gateway.reconnected": self._gateway_reconnected,
             "gateway.auth_failed": self._gateway_auth_failed,
         }
@@ -147,6 +148,9 @@ class EventApplier:
 
     async def _voice_participant(self, method: str, params: dict[str, Any]) -> None:
         self._voice.participant_changed(method, params)
+
+    async def _member_updated(self, _method: str, params: dict[str, Any]) -> None:
+        self._roster.member_updated(params)
 
     async def _gateway_reconnected(self, _method: str, _params: dict[str, Any]) -> None:
         await self._reconnected()

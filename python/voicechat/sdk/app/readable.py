@@ -53,6 +53,14 @@ _BY_CODE: dict[str, str] = {
     ErrorCode.SSO_PROVIDER_ERROR: "The single sign-on provider answered with an error.",
     ErrorCode.PAYLOAD_TOO_LARGE: "That file is too large for this server.",
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: "That kind of file is not accepted here.",
+    ErrorCode.BANNED: "You have been banned from this server.",
+    ErrorCode.TIMED_OUT: "You are timed out: you can read but not send for now.",
+    ErrorCode.SERVER_MUTED: "Muted by a moderator: you cannot unmute yourself.",
+    ErrorCode.ROLE_HIERARCHY: "You cannot act on someone whose role is as high as yours.",
+    ErrorCode.CANNOT_MODERATE_SELF: "You cannot do that to yourself.",
+    ErrorCode.NOT_IN_VOICE: "They are no longer in a voice channel.",
+    ErrorCode.BAN_NOT_FOUND: "That user is not banned.",
+    ErrorCode.INVALID_TIMEOUT: "A timeout lasts at most 28 days.",
 }
 
 # Keyed by the JSON-RPC code as text, the form `GatewayError.code` has.

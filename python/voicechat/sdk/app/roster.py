@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from voicechat.sdk.app.feed import NETWORK_ERRORS, Background, ChangeFeed
@@ -116,6 +118,21 @@ class Roster:
             self.me = self.me.model_copy(update={"status": status})
             self._feed.notify(Change("me"))
         self._feed.notify(Change("members", payload=user_id))
+
+    def member_updated(self, params: dict[str, Any]) -> None:
+        """A `member.update`: the signed-in user's timeout started or ended."""
+        if self.me is None or params.get("user_id") != str(self.me.id):
+            return
+        if "communication_disabled_until" in params:
+            until = params["communication_disabled_until"]
+            self.me = self.me.model_copy(
+                update={
+                    "communication_disabled_until": (
+                        None if until is None else datetime.fromisoformat(until)
+                    )
+                }
+            )
+            self._feed.notify(Change("me"))
 
     async def set_presence(self, status: Presence) -> bool:
         """Online, idle, do not disturb, or invisible (`offline`); False (and the error

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from voicechat.error_codes import ErrorCode
 from voicechat.sdk.app.conversations import Conversations
 from voicechat.sdk.app.encryption import Encryption
 from voicechat.sdk.app.engines import DeviceEngineFactory, EngineFactory, VoiceEngineLike
 from voicechat.sdk.app.event_applier import EventApplier
 from voicechat.sdk.app.feed import NETWORK_ERRORS, Background, ChangeFeed
-from voicechat.sdk.app.moderation import MemberModeration
+from voicechat.sdk.app.moderation import BANNED_TEXT, MemberModeration
 from voicechat.sdk.app.outbox import Outbox
 from voicechat.sdk.app.roster import Roster
 from voicechat.sdk.app.server_link import ServerLink
@@ -243,6 +244,22 @@ class AppSession:
         await self.background.cancel_all()
         await self.client.close()
         self.link.set_state("offline")
+
+    async def ended_reason(self) -> str | None:
+        """After a `session_ended` change: what to tell the person on the login screen.
+
+        A ban closes the socket like any ended session (4003); the refresh token then
+        answers 403 `banned`, and the person reads that they were banned rather than that
+        their session ended.
+        """
+        try:
+            await self.client.refresh()
+        except ApiError as exc:
+            if exc.code == ErrorCode.BANNED:
+                self.feed.report(BANNED_TEXT)
+        except (TimeoutError, RuntimeError, *NETWORK_ERRORS):
+            pass  # RuntimeError: the client was closed already
+        return self.error
 
     async def logout(self) -> None:
         """End the session on the server, forget its tokens here, and close."""

@@ -153,6 +153,8 @@ class VoiceState:
     participants: dict[UUID, VoiceParticipant] = field(default_factory=dict)
     muted: bool = False
     deafened: bool = False
+    # Muted by a moderator (`voice.state` with `server_mute`): the user cannot unmute.
+    server_muted: bool = False
     connected: bool = False
     bitrate: int | None = None
     frame_ms: int | None = None

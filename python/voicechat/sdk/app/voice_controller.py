@@ -282,7 +282,9 @@ class VoiceController:
                 user_id, muted=current.muted, speaking=bool(params.get("speaking"))
             )
         else:  # voice.state
-            muted = bool(params.get("muted"))
+            muted = bool(params.get("muted")) or bool(params.get("server_mute"))
+            if self.voice is not None and user_id == self._roster.my_id:
+                self.voice.server_muted = bool(params.get("server_mute"))
             room[user_id] = VoiceParticipant(
                 user_id, muted=muted, speaking=current.speaking and not muted
             )
