@@ -96,8 +96,9 @@ class UserProfile(FromRow):
     #: A bot account (docs/accounts.md "Bots"); false where the row does not say.
     bot: bool = False
     #: Until when the user is timed out (docs/moderation.md "Timeouts"): they can read, not
-    #: send, react, type or speak. None, or a past time: not timed out.
-    communication_disabled_until: datetime | None = None
+    #: send, react, type or speak. A past time: not timed out. Left out when never set, so a
+    #: message's author (which never carries it) keeps its shape.
+    communication_disabled_until: datetime | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class OwnProfile(UserProfile):

@@ -180,6 +180,9 @@ WITH m AS (
     WHERE c.id = $2
       AND 'view_channel' = ANY(a.permissions) AND 'send_messages' = ANY(a.permissions)
       AND c.type NOT IN ('voice', 'category') AND NOT c.encrypted
+      -- A moderation timeout (docs/moderation.md): the full path answers 403 timed_out.
+      AND NOT EXISTS (SELECT 1 FROM users t
+                      WHERE t.id = $3 AND t.communication_disabled_until > now())
     ON CONFLICT (channel_id, user_id, nonce) WHERE nonce IS NOT NULL DO NOTHING
     RETURNING *
 )
