@@ -25,7 +25,13 @@ from kivy_client.widgets.moderation import (
     move_dialog,
     timeout_dialog,
 )
-from kivy_client.widgets.panels import ChannelRow, MemberList, MemberRow, SidebarList
+from kivy_client.widgets.panels import (
+    ChannelRow,
+    MemberList,
+    MemberRow,
+    SidebarList,
+    VoiceParticipantRow,
+)
 from voicechat.sdk.app import AppSession, TimelineEntry
 from voicechat.sdk.app.moderation import (
     ModerationAction,
@@ -92,7 +98,11 @@ class MainScreen(ClientScreen):
         self._width_seen = 0.0
         self._quality_poll = Clock.create_trigger(self._draw_quality, 2.0)
         # The side panels redraw only what changed since they last drew.
-        self.sidebar = SidebarList(self.ids.channel_list, self._on_channel_row)
+        self.sidebar = SidebarList(
+            self.ids.channel_list,
+            self._on_channel_row,
+            self._on_member_row,
+        )
         self.member_list = MemberList(self.ids.member_list, self._on_member_row)
         self._timeout_end: Any = None
         self.shortcuts = MainShortcuts(self)
@@ -251,14 +261,15 @@ class MainScreen(ClientScreen):
         else:
             self.select_channel(row.channel_id)
 
-    def _on_member_row(self, row: MemberRow) -> None:
+    def _on_member_row(self, row: MemberRow | VoiceParticipantRow) -> None:
         me = self._live().me
         if me is not None and str(me.id) == row.user_id:
             return
         self.open_member_menu(row.user_id, row.label)
 
     def open_member_menu(self, user_id: str, name: str) -> None:
-        """A member's context menu: a message, and the moderation the user may do to them."""
+        """A member's context menu: a message, and the moderation the user may do to them
+        (with no moderation to offer, the click opens the DM at once)."""
         session = self._live()
         moderation = session.moderation
         spawn = running_app().spawn
@@ -297,7 +308,11 @@ class MainScreen(ClientScreen):
                 lambda channel_id: spawn(moderation.move(user_id, channel_id), "move"),
             ),
         }
-        for label, action in menu_items(moderation.actions_for(user_id)):
+        moderate = menu_items(moderation.actions_for(user_id))
+        if not moderate:  # nothing to choose between: a click opens the DM
+            self.open_dm(user_id)
+            return
+        for label, action in moderate:
             items.append((label, actions[action]))
         member_menu(name, items, danger=frozenset({"Ban…", "Timeout…"}))
 

@@ -40,8 +40,9 @@ class ChannelRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]
         return {"text": "#", "voice": "", "dm": "@"}.get(self.kind, "#")
 
 
-class VoiceParticipantRow(BoxLayout):  # type: ignore[misc]
-    """Someone in a voice channel, under it in the sidebar; green while speaking."""
+class VoiceParticipantRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]
+    """Someone in a voice channel, under it in the sidebar; green while speaking; a click
+    opens their context menu."""
 
     user_id = StringProperty("")
     label = StringProperty("")
@@ -71,11 +72,18 @@ class SidebarList:
     Args:
         box: the layout the rows go in.
         on_channel: called with a channel row when it is clicked.
+        on_participant: called with a voice participant's row when it is clicked.
     """
 
-    def __init__(self, box: Any, on_channel: Callable[[ChannelRow], None]) -> None:
+    def __init__(
+        self,
+        box: Any,
+        on_channel: Callable[[ChannelRow], None],
+        on_participant: Callable[[VoiceParticipantRow], None] | None = None,
+    ) -> None:
         self._box = box
         self._on_channel = on_channel
+        self._on_participant = on_participant
         self._rows: list[SidebarRow] = []
         # The participant widgets on screen, in the order of their rows.
         self._participants: list[VoiceParticipantRow] = []
@@ -120,6 +128,8 @@ class SidebarList:
                     muted=row.muted,
                     height=row_height("participant"),
                 )
+                if self._on_participant is not None:
+                    participant.bind(on_release=self._on_participant)
                 self._participants.append(participant)
                 self._box.add_widget(participant)
 
