@@ -40,7 +40,14 @@ async def test_member_list_pages_by_username_with_presence(
         ("dora", "offline"),
         ("erin", "offline"),
     ]
-    assert set(everyone.json()[0]) == {"id", "username", "display_name", "avatar_url", "status"}
+    assert set(everyone.json()[0]) == {
+        "id",
+        "username",
+        "display_name",
+        "avatar_url",
+        "status",
+        "bot",
+    }
 
     first = (await alice.get("/users", params={"limit": 4})).json()
     rest = (await alice.get("/users", params={"limit": 4, "after": first[-1]["username"]})).json()

@@ -85,14 +85,19 @@ class FromRow(BaseModel):
         return cls.model_validate(row, from_attributes=True)
 
 
-class UserProfile(FromRow):
-    """What anyone who can see a user sees (SPEC §3 message author shape)."""
+class AuthorProfile(FromRow):
+    """A message's author (SPEC §3's shape, the same in every page and event)."""
 
     id: UUID | None
     username: str
     display_name: str | None
     avatar_url: str | None
     status: Status
+
+
+class UserProfile(AuthorProfile):
+    """What anyone who can see a user sees: the author shape and the account's flags."""
+
     #: A bot account (docs/accounts.md "Bots"); false where the row does not say.
     bot: bool = False
     #: Until when the user is timed out (docs/moderation.md "Timeouts"): they can read, not
@@ -146,7 +151,7 @@ class UsernameField(Body):
         return folded
 
 
-DELETED_AUTHOR = UserProfile(
+DELETED_AUTHOR = AuthorProfile(
     id=None, username="deleted-user", display_name="Deleted user", avatar_url=None, status="offline"
 )
 
@@ -176,7 +181,7 @@ class Message(FromRow):
 
     id: UUID
     channel_id: UUID
-    author: UserProfile
+    author: AuthorProfile
     content: str | None
     encrypted: EncryptedBody | None = Field(validation_alias="content_enc")
     nonce: str | None

@@ -77,7 +77,7 @@ class MessageEdit(MessageCreate):
 
 
 class AuthorJson(TypedDict):
-    """`UserProfile` as a dict."""
+    """`AuthorProfile` as a dict."""
 
     id: UUID | None
     username: str
