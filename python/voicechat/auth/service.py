@@ -30,8 +30,8 @@ from voicechat.db.repositories import (
     User,
     UserRepository,
 )
-from voicechat.db.repositories.moderation import ModerationRepository
 from voicechat.db.repositories.accounts import AccountRepository
+from voicechat.db.repositories.moderation import ModerationRepository
 from voicechat.error_codes import ErrorCode
 from voicechat.errors import (
     BadRequest,
