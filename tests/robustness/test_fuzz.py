@@ -9,6 +9,9 @@ runs the same, longer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import LiveServer
@@ -18,6 +21,26 @@ from tests.robustness.fuzzing import ROLE_CHANGES, fuzz, register_admin
 MAX_EXAMPLES = 10
 # A fixed seed: CI sees the same cases each run (scripts/fuzz.sh varies them).
 SEED = 13
+
+
+@pytest.fixture
+def live_server(
+    live_server_factory: Callable[..., LiveServer],
+    database_url: str,
+    clean_valkey: str,
+    tmp_path: Path,
+) -> LiveServer:
+    """A live server with SMTP configured: mail is queued for a server that is not there
+    (port 9 refuses), so the account routes answer as on a server that sends mail; what an
+    SMTP outage does is tests/accounts' job."""
+    return live_server_factory(
+        {
+            "VOICECHAT_DATABASE_URL": database_url,
+            "VOICECHAT_VALKEY_URL": clean_valkey,
+            "VOICECHAT_DATA_DIR": str(tmp_path / "live-data"),
+            "VOICECHAT_SMTP_URL": "smtp://127.0.0.1:9",
+        }
+    )
 
 
 @pytest.mark.timeout(300)

@@ -67,7 +67,12 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password/forgot", status_code=status.HTTP_202_ACCEPTED, responses=errors(429))
+@router.post(
+    "/auth/password/forgot",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=errors(429),
+)
 async def forgot_password(body: ForgotPassword, resources: Res, client: ClientInfo) -> Response:
     """Mail a one-time reset link (30 minutes) if such an account exists; 202 either way."""
     await resources.accounts.forgot_password(
@@ -85,7 +90,12 @@ async def reset_password(body: PasswordReset, resources: Res, client: ClientInfo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/users/@me/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(429))
+@router.post(
+    "/users/@me/email",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=errors(429, 503),
+)
 async def change_email(
     body: EmailChange, caller: CurrentUser, resources: Res, client: ClientInfo
 ) -> Response:
