@@ -3,7 +3,7 @@
 The design (docs/search.md has the user's side):
 
 - The index is migration 0012's `messages.search_vector`, a STORED generated column built with
-  the text-search configuration `voicechat_search` (`simple` behind `unaccent`); every query
+  the text-search configuration `voicechat_search` (a copy of `simple`); every query
   here names the same configuration, or the GIN index would not serve it.
 - A user's text becomes a tsquery only through PostgreSQL's own parsers: `websearch_to_tsquery`
   for the syntax (phrases in quotes, `-word`, `or`), and for the last word as typed a prefix
